@@ -1,10 +1,67 @@
-//! Attribute macros of `limit`. Use them through `limit-runtime`, which
-//! re-exports them and documents them.
+//! Attribute macros of `limit`: `#[limited]`, `#[retry]` and `#[coalesce]`.
+//!
+//! Do not depend on this crate directly: use `limit-runtime`, which
+//! re-exports the attributes and documents them. The expansions call into
+//! `limit_runtime`, and this crate is pinned to the exact runtime version.
 
 use proc_macro::TokenStream;
 
+mod args;
+mod config;
+mod duration;
+mod expand;
+mod item;
+
+use item::Kind;
+
+/// See `limit_runtime::limited`.
 #[proc_macro_attribute]
 pub fn limited(args: TokenStream, item: TokenStream) -> TokenStream {
-    let _ = args;
-    item
+    entry(Kind::Limited, args.into(), item.into()).into()
+}
+
+/// See `limit_runtime::retry`.
+#[proc_macro_attribute]
+pub fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::Retry, args.into(), item.into()).into()
+}
+
+/// See `limit_runtime::coalesce`.
+#[proc_macro_attribute]
+pub fn coalesce(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::Coalesce, args.into(), item.into()).into()
+}
+
+/// Parse, validate, expand. On any error the function is emitted unchanged
+/// (without the `limit` attributes) beside the errors, so one mistake does
+/// not cascade into others.
+fn entry(
+    kind: Kind,
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let (mut f, mut errors) = match item::parse_fn(kind, item.clone()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    let attrs = item::collect(kind, args, &mut f, &mut errors);
+    let config = config::build(attrs, &mut errors);
+    if config.retry.is_some() && matches!(f.sig.output, syn::ReturnType::Default) {
+        errors.spanned(
+            &f.sig.ident,
+            "#[retry] needs a function returning `Result<T, E>`; this one returns `()`",
+        );
+    }
+    match errors.into_result() {
+        Ok(()) => expand::expand(&config, f),
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            quote::ToTokens::to_tokens(&f, &mut out);
+            out
+        }
+    }
 }

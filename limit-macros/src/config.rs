@@ -1,0 +1,379 @@
+//! Validation: from the options as written to a configuration the
+//! expansion can use without further checks.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitInt, LitStr, Path, UnOp};
+
+use crate::args::{Errors, Opt, Slot};
+use crate::duration::{self, Dur};
+use crate::item::{Attr, Kind};
+
+pub struct Config {
+    pub krate: Path,
+    pub limited: Option<Limited>,
+    pub retry: Option<Retry>,
+    pub coalesce: Option<Coalesce>,
+}
+
+pub struct Limited {
+    pub name: Option<LitStr>,
+    pub max: Expr,
+}
+
+#[derive(Default)]
+pub struct Retry {
+    pub attempts: Option<Expr>,
+    pub initial: Option<Dur>,
+    pub multiplier: Option<f64>,
+    pub max_delay: Option<Dur>,
+    pub jitter: Option<Jitter>,
+    pub max_elapsed: Option<Dur>,
+    pub when: Option<Expr>,
+    pub delay_hint: Option<Expr>,
+    pub on_retry: Option<Expr>,
+    pub policy: Option<Expr>,
+}
+
+pub struct Coalesce {
+    pub key: Option<Expr>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Jitter {
+    None,
+    Full,
+    Equal,
+    Decorrelated,
+}
+
+impl Jitter {
+    const NAMES: [(&'static str, Jitter); 4] = [
+        ("none", Jitter::None),
+        ("full", Jitter::Full),
+        ("equal", Jitter::Equal),
+        ("decorrelated", Jitter::Decorrelated),
+    ];
+
+    pub fn variant(self) -> &'static str {
+        match self {
+            Jitter::None => "None",
+            Jitter::Full => "Full",
+            Jitter::Equal => "Equal",
+            Jitter::Decorrelated => "Decorrelated",
+        }
+    }
+}
+
+const LIMITED_KEYS: &str = "`name`, `max`, `crate`";
+const RETRY_KEYS: &str = "`attempts`, `initial`, `multiplier`, `max_delay`, `jitter`, \
+                          `max_elapsed`, `when`, `delay_hint`, `on_retry`, `policy`, `crate`";
+const COALESCE_KEYS: &str = "`key`, `crate`";
+
+pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
+    let mut krate: Option<(Path, String)> = None;
+    let mut config = Config {
+        krate: syn::parse_quote!(::limit_runtime),
+        limited: None,
+        retry: None,
+        coalesce: None,
+    };
+    for attr in attrs {
+        let mut my_crate = Slot::default();
+        let mut rest = Vec::new();
+        for opt in attr.opts {
+            if opt.key == "crate" {
+                let key = opt.key.clone();
+                my_crate.set_with(&key, errors, |errors| {
+                    value(&opt, errors).and_then(|v| crate_path(v, errors))
+                });
+            } else {
+                rest.push(opt);
+            }
+        }
+        if let Some(path) = my_crate.get() {
+            let text = path.to_token_stream().to_string();
+            match &krate {
+                Some((_, first)) if *first != text => errors.spanned(
+                    &path,
+                    format_args!("`crate` is `{first}` on another attribute of this function: use one path"),
+                ),
+                Some(_) => {}
+                None => krate = Some((path, text)),
+            }
+        }
+        match attr.kind {
+            Kind::Limited => config.limited = limited(attr.span, rest, errors),
+            Kind::Retry => config.retry = Some(retry(rest, errors)),
+            Kind::Coalesce => config.coalesce = Some(coalesce(rest, errors)),
+        }
+    }
+    if let Some((path, _)) = krate {
+        config.krate = path;
+    }
+    config
+}
+
+fn unknown(kind: Kind, key: &Ident, valid: &str, errors: &mut Errors) {
+    errors.spanned(
+        key,
+        format_args!("unknown option `{key}` for #[{}]: expected one of {valid}", kind.name()),
+    );
+}
+
+/// The value of `key = value`, or an error for a bare `key`.
+fn value<'a>(opt: &'a Opt, errors: &mut Errors) -> Option<&'a Expr> {
+    if opt.value.is_none() {
+        let key = &opt.key;
+        errors.spanned(key, format_args!("option `{key}` needs a value: write `{key} = ...`"));
+    }
+    opt.value.as_ref()
+}
+
+fn lit(e: &Expr) -> Option<&Lit> {
+    match e {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        Expr::Group(g) => lit(&g.expr),
+        _ => None,
+    }
+}
+
+fn string(e: &Expr, key: &Ident, example: &str, errors: &mut Errors) -> Option<LitStr> {
+    match lit(e) {
+        Some(Lit::Str(s)) => Some(s.clone()),
+        _ => {
+            errors.spanned(
+                e,
+                format_args!("`{key}` takes a string literal, e.g. `{key} = {example}`"),
+            );
+            None
+        }
+    }
+}
+
+fn crate_path(e: &Expr, errors: &mut Errors) -> Option<Path> {
+    let key = Ident::new("crate", Span::call_site());
+    let s = string(e, &key, "\"my_runtime\"", errors)?;
+    match s.parse::<Path>() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            errors.spanned(&s, "`crate` must be a path, e.g. `crate = \"::my_crate::limit\"`");
+            None
+        }
+    }
+}
+
+/// A positive count: an integer literal ≥ 1, or any other expression
+/// (a constant, checked at compile time by the runtime's `const fn`).
+fn count(e: &Expr, key: &Ident, ty: &str, errors: &mut Errors) -> Option<Expr> {
+    let wrong = |errors: &mut Errors, why: &str| {
+        errors.spanned(
+            e,
+            format_args!("`{key}` {why}: write an integer ≥ 1 or a const expression of type `{ty}`, e.g. `{key} = 10`"),
+        );
+        None
+    };
+    match lit(e) {
+        Some(Lit::Int(i)) => {
+            let ok = match ty {
+                "u32" => i.base10_parse::<u32>().map(u64::from),
+                _ => i.base10_parse::<usize>().map(|v| v as u64),
+            };
+            match ok {
+                Ok(0) => wrong(errors, "must be at least 1"),
+                Ok(_) => {
+                    // Drop any suffix so the literal takes the parameter's type.
+                    let plain = LitInt::new(i.base10_digits(), i.span());
+                    Some(syn::parse_quote!(#plain))
+                }
+                Err(_) => wrong(errors, &format!("is out of range for `{ty}`")),
+            }
+        }
+        Some(Lit::Float(_)) => wrong(errors, "must be a whole number"),
+        Some(Lit::Str(_)) => wrong(errors, "takes a number, not a string"),
+        Some(_) => wrong(errors, "takes a number"),
+        None => match e {
+            Expr::Unary(ExprUnary {
+                op: UnOp::Neg(_), ..
+            }) => wrong(errors, "must be at least 1"),
+            _ => Some(e.clone()),
+        },
+    }
+}
+
+fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
+    let mut name = Slot::default();
+    let mut max = Slot::default();
+    for opt in &opts {
+        let key = &opt.key;
+        match key.to_string().as_str() {
+            "name" => name.set_with(key, errors, |errors| {
+                let s = string(value(opt, errors)?, key, "\"address\"", errors)?;
+                if s.value().is_empty() {
+                    errors.spanned(&s, "`name` must not be empty; leave it out for a limiter of this function's own");
+                    return None;
+                }
+                Some(s)
+            }),
+            "max" => max.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "usize", errors)
+            }),
+            _ => unknown(Kind::Limited, key, LIMITED_KEYS, errors),
+        }
+    }
+    let has_max = opts.iter().any(|o| o.key == "max");
+    let max = max.get();
+    if !has_max {
+        errors.at(
+            span,
+            "#[limited] needs `max`: write #[limited(max = 10)], or #[limited(name = \"service\", max = 10)] to share the limit",
+        );
+    }
+    Some(Limited {
+        name: name.get(),
+        max: max?,
+    })
+}
+
+fn duration_opt(e: &Expr, key: &Ident, errors: &mut Errors) -> Option<Dur> {
+    let s = string(e, key, "\"250ms\"", errors)?;
+    match duration::parse(&s.value()) {
+        Ok(d) => Some(d),
+        Err(msg) => {
+            errors.spanned(&s, format_args!("invalid duration for `{key}`: {msg}"));
+            None
+        }
+    }
+}
+
+fn not_literal<'a>(e: &'a Expr, key: &Ident, what: &str, errors: &mut Errors) -> Option<&'a Expr> {
+    if lit(e).is_some() {
+        errors.spanned(e, format_args!("`{key}` takes {what}, not a literal"));
+        return None;
+    }
+    Some(e)
+}
+
+fn retry(opts: Vec<Opt>, errors: &mut Errors) -> Retry {
+    let mut attempts = Slot::default();
+    let mut initial = Slot::default();
+    let mut multiplier = Slot::default();
+    let mut max_delay = Slot::default();
+    let mut jitter = Slot::default();
+    let mut max_elapsed = Slot::default();
+    let mut when = Slot::default();
+    let mut delay_hint = Slot::default();
+    let mut on_retry = Slot::default();
+    let mut policy = Slot::default();
+    let mut schedule_keys = Vec::new();
+    for opt in &opts {
+        let key = &opt.key;
+        let callable = |errors: &mut Errors, what: &str| {
+            not_literal(value(opt, errors)?, key, what, errors).cloned()
+        };
+        match key.to_string().as_str() {
+            "attempts" => attempts.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "u32", errors)
+            }),
+            "initial" => {
+                schedule_keys.push(key);
+                initial.set_with(key, errors, |errors| duration_opt(value(opt, errors)?, key, errors))
+            }
+            "max_delay" => {
+                schedule_keys.push(key);
+                max_delay.set_with(key, errors, |errors| duration_opt(value(opt, errors)?, key, errors))
+            }
+            "max_elapsed" => max_elapsed.set_with(key, errors, |errors| {
+                duration_opt(value(opt, errors)?, key, errors)
+            }),
+            "multiplier" => {
+                schedule_keys.push(key);
+                multiplier.set_with(key, errors, |errors| multiplier_value(value(opt, errors)?, errors))
+            }
+            "jitter" => {
+                schedule_keys.push(key);
+                jitter.set_with(key, errors, |errors| {
+                    let s = string(value(opt, errors)?, key, "\"full\"", errors)?;
+                    let found = Jitter::NAMES.iter().find(|(n, _)| *n == s.value());
+                    if found.is_none() {
+                        errors.spanned(
+                            &s,
+                            format_args!(
+                                "unknown jitter `{}`: expected one of \"none\", \"full\", \"equal\", \"decorrelated\"",
+                                s.value()
+                            ),
+                        );
+                    }
+                    found.map(|(_, j)| *j)
+                })
+            }
+            "when" => when.set_with(key, errors, |errors| {
+                callable(errors, "a function or closure `fn(&E) -> bool`")
+            }),
+            "delay_hint" => delay_hint.set_with(key, errors, |errors| {
+                callable(errors, "a function or closure `fn(&E) -> Option<Duration>`")
+            }),
+            "on_retry" => on_retry.set_with(key, errors, |errors| {
+                callable(errors, "a function or closure `fn(&E, u32, Duration)`")
+            }),
+            "policy" => policy.set_with(key, errors, |errors| {
+                callable(errors, "an expression yielding a `backoff::backoff::Backoff`")
+            }),
+            _ => unknown(Kind::Retry, key, RETRY_KEYS, errors),
+        }
+    }
+    let policy = policy.get();
+    if policy.is_some() {
+        for key in schedule_keys {
+            errors.spanned(
+                key,
+                format_args!("`{key}` has no effect with `policy`, which replaces the built-in schedule: remove one of them"),
+            );
+        }
+    }
+    Retry {
+        attempts: attempts.get(),
+        initial: initial.get(),
+        multiplier: multiplier.get(),
+        max_delay: max_delay.get(),
+        jitter: jitter.get(),
+        max_elapsed: max_elapsed.get(),
+        when: when.get(),
+        delay_hint: delay_hint.get(),
+        on_retry: on_retry.get(),
+        policy,
+    }
+}
+
+fn multiplier_value(e: &Expr, errors: &mut Errors) -> Option<f64> {
+    let v = match lit(e) {
+        Some(Lit::Int(i)) => i.base10_parse::<f64>().ok(),
+        Some(Lit::Float(f)) => f.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match v {
+        Some(v) if v.is_finite() && v >= 1.0 => Some(v),
+        Some(_) => {
+            errors.spanned(e, "`multiplier` must be at least 1 (1 keeps the delay constant), e.g. `multiplier = 2`");
+            None
+        }
+        None => {
+            let neg = matches!(e, Expr::Unary(ExprUnary { op: UnOp::Neg(_), .. }));
+            let why = if neg { "must be at least 1" } else { "takes a number literal" };
+            errors.spanned(e, format_args!("`multiplier` {why}, e.g. `multiplier = 2` or `multiplier = 1.5`"));
+            None
+        }
+    }
+}
+
+fn coalesce(opts: Vec<Opt>, errors: &mut Errors) -> Coalesce {
+    let mut key_slot = Slot::default();
+    for opt in &opts {
+        let key = &opt.key;
+        match key.to_string().as_str() {
+            "key" => key_slot.set_with(key, errors, |errors| value(opt, errors).cloned()),
+            _ => unknown(Kind::Coalesce, key, COALESCE_KEYS, errors),
+        }
+    }
+    Coalesce { key: key_slot.get() }
+}

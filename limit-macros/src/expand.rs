@@ -1,0 +1,295 @@
+//! Code generation. Everything here is infallible: `config.rs` has checked
+//! the options, and the compiler checks the types (through the runtime's
+//! bounds, which carry the error messages).
+//!
+//! The pipeline is always `coalesce -> retry -> limited -> body`:
+//!
+//! ```text
+//! static __LIMITED / __RETRY / __COALESCE ...;
+//! __COALESCE.run::<Marker, _, _>(key, async {
+//!     let mut __limit_retry = __RETRY.begin();
+//!     loop {
+//!         let __limit_outcome = { fresh clones; __LIMITED.run(async { body }).await };
+//!         match __limit_retry.check(__limit_outcome, when, delay_hint, on_retry) {
+//!             Step::Done(out) => break out,
+//!             Step::Retry(delay) => sleep(delay).await,
+//!         }
+//!     }
+//! }).await
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, GenericParam, ItemFn, Pat, PatIdent, ReturnType, Type};
+
+use crate::config::{Coalesce, Config, Limited, Retry};
+
+pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
+    let k = &config.krate;
+    let fn_name = f.sig.ident.to_string();
+    let mut statics = TokenStream::new();
+
+    let mut body = guarded_body(&f);
+
+    // limited: innermost, around one attempt of the body.
+    let moves = config.retry.is_none();
+    let move_kw = moves.then(|| quote!(move));
+    let mut fut = quote!(async #move_kw #body);
+    if let Some(l) = &config.limited {
+        statics.extend(limited_static(k, l, &fn_name));
+        fut = quote!(__LIMITED.run(#fut));
+    }
+
+    // retry: a loop of attempts, each with fresh clones of owned arguments.
+    if let Some(r) = &config.retry {
+        statics.extend(retry_static(k, r));
+        let clones = fresh_clones(k, &mut f);
+        body = retry_loop(k, r, &clones, &fut, &f.sig.output);
+        fut = quote!(async #body);
+    } else {
+        body = quote!({ #fut.await });
+    }
+
+    // coalesce: outermost, shares one whole (retried) call.
+    if let Some(c) = &config.coalesce {
+        statics.extend(quote! {
+            static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::new();
+        });
+        let key = coalesce_key(k, c, &f);
+        let marker = instantiation_marker(&f);
+        body = quote!({
+            let __limit_key = #key;
+            __COALESCE.run::<#marker, _, _>(__limit_key, #fut).await
+        });
+    }
+
+    let block = quote!({
+        #statics
+        #body
+    });
+    f.block = Box::new(syn::parse2(block).expect("generated block parses"));
+    f.into_token_stream()
+}
+
+/// The user's block, preceded by a never-taken `return` of the declared
+/// type, so that `?` and `return` inside the block infer exactly as they did
+/// in the original function and type errors point at the return type.
+fn guarded_body(f: &ItemFn) -> TokenStream {
+    let block = &f.block;
+    let (ty, span) = match &f.sig.output {
+        ReturnType::Default => (quote!(()), f.sig.ident.span()),
+        ReturnType::Type(_, ty) if !mentions_impl_trait(ty) => (ty.to_token_stream(), ty.span()),
+        ReturnType::Type(..) => return quote!(#block),
+    };
+    let fake = quote_spanned! {span=>
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+        if false {
+            let __limit_return: #ty = loop {};
+            return __limit_return;
+        }
+    };
+    quote!({ #fake #block })
+}
+
+fn mentions_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl Visit<'_> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
+}
+
+fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
+    let max = &l.max;
+    let decl = match &l.name {
+        Some(name) => quote!(#k::StaticLimiter::new(#name, #max)),
+        None => {
+            let suffix = format!("::{fn_name}");
+            quote!(#k::StaticLimiter::private(
+                ::core::concat!(::core::module_path!(), #suffix),
+                #max
+            ))
+        }
+    };
+    quote! {
+        static __LIMITED: #k::StaticLimiter =
+            #decl.declared_at(::core::file!(), ::core::line!());
+    }
+}
+
+fn retry_static(k: &syn::Path, r: &Retry) -> TokenStream {
+    let mut calls = TokenStream::new();
+    if let Some(a) = &r.attempts {
+        calls.extend(quote!(.attempts(#a)));
+    }
+    if let Some(d) = r.initial {
+        let d = d.to_tokens();
+        calls.extend(quote!(.initial(#d)));
+    }
+    if let Some(m) = r.multiplier {
+        let m = proc_macro2::Literal::f64_suffixed(m);
+        calls.extend(quote!(.multiplier(#m)));
+    }
+    if let Some(d) = r.max_delay {
+        let d = d.to_tokens();
+        calls.extend(quote!(.max_delay(#d)));
+    }
+    if let Some(j) = r.jitter {
+        let j = format_ident!("{}", j.variant());
+        calls.extend(quote!(.jitter(#k::retry::Jitter::#j)));
+    }
+    if let Some(d) = r.max_elapsed {
+        let d = d.to_tokens();
+        calls.extend(quote!(.max_elapsed(#d)));
+    }
+    if r.policy.is_some() && r.attempts.is_none() {
+        // With a policy, the policy alone decides when to stop.
+        calls.extend(quote!(.attempts(::core::primitive::u32::MAX)));
+    }
+    quote! {
+        static __RETRY: #k::retry::RetryPolicy = #k::retry::RetryPolicy::new()#calls;
+    }
+}
+
+/// Shadows every owned argument with a fresh clone, inside one attempt.
+/// Reference arguments and the receiver are reused as they are. A `mut`
+/// on an owned argument moves from the signature to its clone.
+fn fresh_clones(k: &syn::Path, f: &mut ItemFn) -> TokenStream {
+    let mut out = TokenStream::new();
+    for arg in &mut f.sig.inputs {
+        let FnArg::Typed(pt) = arg else { continue };
+        if matches!(*pt.ty, Type::Reference(_)) {
+            continue;
+        }
+        let Pat::Ident(PatIdent {
+            by_ref: None,
+            mutability,
+            ident,
+            subpat: None,
+            ..
+        }) = &mut *pt.pat
+        else {
+            continue;
+        };
+        let span = ident.span();
+        let mutability = mutability.take();
+        out.extend(quote_spanned! {span=>
+            let #mutability #ident = #k::__private::clone_arg(&#ident);
+        });
+    }
+    out
+}
+
+fn retry_loop(
+    k: &syn::Path,
+    r: &Retry,
+    clones: &TokenStream,
+    fut: &TokenStream,
+    output: &ReturnType,
+) -> TokenStream {
+    let when = r
+        .when
+        .as_ref()
+        .map_or_else(|| quote!(#k::retry::any_error), ToTokens::to_token_stream);
+    let hint = r
+        .delay_hint
+        .as_ref()
+        .map_or_else(|| quote!(#k::retry::no_hint), ToTokens::to_token_stream);
+    let on_retry = r
+        .on_retry
+        .as_ref()
+        .map_or_else(|| quote!(#k::retry::no_hook), ToTokens::to_token_stream);
+    let begin = match &r.policy {
+        Some(p) => quote!(__RETRY.begin_with(#k::__private::backoff_policy(#p))),
+        None => quote!(__RETRY.begin()),
+    };
+    // The outcome is named at the return type, so a function that does not
+    // return a `Result` gets the runtime's message there.
+    let outcome_span = match output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let outcome = quote_spanned!(outcome_span=> __limit_outcome);
+    quote!({
+        let mut __limit_retry = #begin;
+        loop {
+            let __limit_outcome = {
+                #clones
+                #fut.await
+            };
+            match __limit_retry.check(#outcome, #when, #hint, #on_retry) {
+                #k::retry::Step::Done(__limit_out) => break __limit_out,
+                #k::retry::Step::Retry(__limit_delay) => #k::retry::sleep(__limit_delay).await,
+            }
+        }
+    })
+}
+
+/// The key: the `key` option, or every argument but the receiver, owned,
+/// plus the receiver's address for methods.
+fn coalesce_key(k: &syn::Path, c: &Coalesce, f: &ItemFn) -> TokenStream {
+    if let Some(key) = &c.key {
+        let span = key.span();
+        return quote_spanned!(span=> #k::__private::key_expr(#key));
+    }
+    let mut parts = Vec::new();
+    for arg in &f.sig.inputs {
+        match arg {
+            FnArg::Receiver(r) => {
+                let this = if r.reference.is_some() || r.colon_token.is_some() {
+                    quote!(&*self)
+                } else {
+                    quote!(&self)
+                };
+                parts.push(quote!(#k::__private::receiver_id(#this)));
+            }
+            FnArg::Typed(pt) => {
+                let Pat::Ident(PatIdent { ident, .. }) = &*pt.pat else {
+                    // Destructured arguments have no single name to key on.
+                    continue;
+                };
+                let span = pt.span();
+                parts.push(if matches!(*pt.ty, Type::Reference(_)) {
+                    quote_spanned!(span=> #k::__private::key_part_owned(&*#ident))
+                } else {
+                    quote_spanned!(span=> #k::__private::key_part(&#ident))
+                });
+            }
+        }
+    }
+    quote!((#(#parts,)*))
+}
+
+/// A type naming this instantiation of the function: its type and const
+/// parameters and, for methods, `Self`. Lifetimes are erased at run time
+/// and play no part.
+fn instantiation_marker(f: &ItemFn) -> TokenStream {
+    let mut parts = Vec::new();
+    if f.sig.receiver().is_some() {
+        parts.push(quote!(*const Self));
+    }
+    for p in &f.sig.generics.params {
+        match p {
+            GenericParam::Type(t) => {
+                let id = &t.ident;
+                parts.push(quote!(*const #id));
+            }
+            GenericParam::Const(c) => {
+                let id = &c.ident;
+                if let Type::Path(tp) = &c.ty {
+                    if tp.path.is_ident("usize") {
+                        parts.push(quote!([(); #id]));
+                    }
+                }
+            }
+            GenericParam::Lifetime(_) => {}
+        }
+    }
+    quote!((#(#parts,)*))
+}

@@ -1,0 +1,434 @@
+//! Retry with exponential backoff and jitter: the runtime behind
+//! [`#[retry]`](crate::retry).
+//!
+//! A [`RetryPolicy`] is a plain value, built in `const` context, so it can
+//! live in a `static`. One call of a retried function walks it with a
+//! [`Retrying`] state:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! use std::time::Duration;
+//! use limit_runtime::retry::{self, RetryPolicy, Step};
+//!
+//! static POLICY: RetryPolicy = RetryPolicy::new()
+//!     .attempts(4)
+//!     .initial(Duration::from_millis(200));
+//!
+//! let mut calls = 0;
+//! let mut state = POLICY.begin();
+//! let out: Result<u32, String> = loop {
+//!     calls += 1;
+//!     let outcome = if calls < 3 { Err("busy".to_string()) } else { Ok(7) };
+//!     match state.check(outcome, retry::any_error, retry::no_hint, retry::no_hook) {
+//!         Step::Done(out) => break out,
+//!         Step::Retry(delay) => retry::sleep(delay).await,
+//!     }
+//! };
+//! assert_eq!(out, Ok(7));
+//! assert_eq!(calls, 3);
+//! # }
+//! ```
+//!
+//! Or, for a closure that makes a fresh future per attempt,
+//! [`RetryPolicy::run`].
+//!
+//! Nothing on the success path allocates, reads the clock (unless
+//! `max_elapsed` is set, which needs the start time) or draws a random
+//! number.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use tokio::time::sleep;
+
+/// How the delay before a retry is randomised around the base delay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Jitter {
+    /// The base delay, exactly.
+    None,
+    /// Uniform in `[0, base]` (the default).
+    #[default]
+    Full,
+    /// `base / 2` plus uniform in `[0, base / 2]`.
+    Equal,
+    /// Uniform in `[initial, 3 × previous delay]`, capped at `max_delay`.
+    Decorrelated,
+}
+
+/// A retry schedule: how many attempts, and how long to wait between them.
+///
+/// The base delay before retry `n` (1-based) is
+/// `min(max_delay, initial × multiplier^(n−1))`, then [`Jitter`] applies.
+/// The arithmetic saturates: no option values overflow or panic.
+///
+/// ```
+/// use std::time::Duration;
+/// use limit_runtime::retry::{Jitter, RetryPolicy};
+///
+/// let p = RetryPolicy::new()
+///     .attempts(5)
+///     .initial(Duration::from_millis(100))
+///     .multiplier(3.0)
+///     .max_delay(Duration::from_secs(1))
+///     .jitter(Jitter::None);
+/// let delays: Vec<_> = p.delays().collect();
+/// assert_eq!(
+///     delays,
+///     [100, 300, 900, 1000].map(Duration::from_millis),
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    attempts: u32,
+    initial: Duration,
+    multiplier: f64,
+    max_delay: Duration,
+    jitter: Jitter,
+    max_elapsed: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new()
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults of `#[retry]`: 3 attempts, 100 ms initial delay,
+    /// multiplier 2, at most 10 s between attempts, full jitter, no overall
+    /// deadline.
+    pub const fn new() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(10),
+            jitter: Jitter::Full,
+            max_elapsed: None,
+        }
+    }
+
+    /// Total calls of the body, the first included.
+    ///
+    /// # Panics
+    ///
+    /// If `attempts` is 0 (at compile time when built in a `static`).
+    pub const fn attempts(mut self, attempts: u32) -> Self {
+        assert!(attempts >= 1, "`attempts` must be at least 1");
+        self.attempts = attempts;
+        self
+    }
+
+    /// Base delay before the first retry.
+    pub const fn initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// Growth of the base delay per retry. Values below 1, and NaN, count
+    /// as 1 (a constant delay).
+    pub const fn multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = if multiplier >= 1.0 { multiplier } else { 1.0 };
+        self
+    }
+
+    /// Cap on any single delay of the schedule.
+    pub const fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// How delays are randomised.
+    pub const fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// No attempt starts after this much time since the first began, and a
+    /// delay that would end past that deadline is not slept.
+    pub const fn max_elapsed(mut self, max_elapsed: Duration) -> Self {
+        self.max_elapsed = Some(max_elapsed);
+        self
+    }
+
+    /// The configured number of attempts.
+    pub const fn max_attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The base delay before retry `n` (1-based), before jitter.
+    pub fn base_delay(&self, n: u32) -> Duration {
+        let exp = i32::try_from(n.saturating_sub(1)).unwrap_or(i32::MAX);
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
+        if secs.is_finite() && secs < self.max_delay.as_secs_f64() {
+            Duration::try_from_secs_f64(secs)
+                .unwrap_or(self.max_delay)
+                .min(self.max_delay)
+        } else {
+            self.max_delay
+        }
+    }
+
+    /// The delays this policy would sleep if every attempt failed, jitter
+    /// included (one value per retry, `attempts − 1` in all).
+    pub fn delays(&self) -> Delays {
+        Delays {
+            schedule: Builtin::new(*self),
+            retry: 0,
+            retries: self.attempts.saturating_sub(1),
+        }
+    }
+
+    /// Starts one call's walk through the schedule.
+    pub fn begin(&self) -> Retrying<'_, Builtin> {
+        self.begin_with(Builtin::new(*self))
+    }
+
+    /// Starts one call's walk with a schedule of its own (see
+    /// [`Schedule`]); the attempt limit and `max_elapsed` still apply.
+    pub fn begin_with<S: Schedule>(&self, schedule: S) -> Retrying<'_, S> {
+        Retrying {
+            policy: self,
+            schedule,
+            attempt: 0,
+            started: self.max_elapsed.map(|_| Instant::now()),
+        }
+    }
+
+    /// Calls `make` and awaits its future until it succeeds, the attempts
+    /// are spent or `max_elapsed` has passed; every error is retried.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use limit_runtime::retry::RetryPolicy;
+    ///
+    /// let mut tries = 0;
+    /// let out: Result<&str, &str> = RetryPolicy::new()
+    ///     .run(|| {
+    ///         tries += 1;
+    ///         let n = tries;
+    ///         async move { if n < 2 { Err("flaky") } else { Ok("ok") } }
+    ///     })
+    ///     .await;
+    /// assert_eq!(out, Ok("ok"));
+    /// # }
+    /// ```
+    pub async fn run<F, Fut, T, E>(&self, mut make: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut state = self.begin();
+        loop {
+            let outcome = make().await;
+            match state.check(outcome, any_error, no_hint, no_hook) {
+                Step::Done(out) => return out,
+                Step::Retry(delay) => sleep(delay).await,
+            }
+        }
+    }
+}
+
+/// The delays of a [`RetryPolicy`], from [`RetryPolicy::delays`].
+#[derive(Debug)]
+pub struct Delays {
+    schedule: Builtin,
+    retry: u32,
+    retries: u32,
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.retry >= self.retries {
+            return None;
+        }
+        self.retry += 1;
+        self.schedule.next_delay(self.retry)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.retries - self.retry) as usize;
+        (n, Some(n))
+    }
+}
+
+/// A source of delays between attempts.
+pub trait Schedule {
+    /// The delay before retry `n` (1-based), or `None` to stop retrying.
+    fn next_delay(&mut self, n: u32) -> Option<Duration>;
+}
+
+/// The schedule a [`RetryPolicy`] describes.
+#[derive(Debug)]
+pub struct Builtin {
+    policy: RetryPolicy,
+    previous: Duration,
+}
+
+impl Builtin {
+    fn new(policy: RetryPolicy) -> Self {
+        Builtin {
+            previous: policy.initial,
+            policy,
+        }
+    }
+}
+
+fn uniform(lo: Duration, hi: Duration) -> Duration {
+    use rand::Rng;
+    let lo_ns = u64::try_from(lo.as_nanos()).unwrap_or(u64::MAX);
+    let hi_ns = u64::try_from(hi.as_nanos()).unwrap_or(u64::MAX);
+    if hi_ns <= lo_ns {
+        return lo;
+    }
+    Duration::from_nanos(rand::rng().random_range(lo_ns..=hi_ns))
+}
+
+impl Schedule for Builtin {
+    fn next_delay(&mut self, n: u32) -> Option<Duration> {
+        let p = &self.policy;
+        let base = p.base_delay(n);
+        let delay = match p.jitter {
+            Jitter::None => base,
+            Jitter::Full => uniform(Duration::ZERO, base),
+            Jitter::Equal => {
+                let half = base / 2;
+                half + uniform(Duration::ZERO, base - half)
+            }
+            Jitter::Decorrelated => {
+                let lo = p.initial.min(p.max_delay);
+                let hi = self.previous.saturating_mul(3).min(p.max_delay).max(lo);
+                uniform(lo, hi)
+            }
+        };
+        self.previous = delay;
+        Some(delay)
+    }
+}
+
+/// One call's progress through a policy: counts attempts and decides, after
+/// each outcome, whether to stop or how long to sleep.
+#[derive(Debug)]
+pub struct Retrying<'a, S> {
+    policy: &'a RetryPolicy,
+    schedule: S,
+    attempt: u32,
+    started: Option<Instant>,
+}
+
+/// What to do after an attempt, from [`Retrying::check`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<R> {
+    /// Return this outcome to the caller.
+    Done(R),
+    /// Sleep this long, then attempt again.
+    Retry(Duration),
+}
+
+impl<S: Schedule> Retrying<'_, S> {
+    /// Attempts made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Takes the outcome of an attempt.
+    ///
+    /// * `when(&err)` returning `false` ends the call with that error.
+    /// * `delay_hint(&err)` returning `Some(d)` replaces the scheduled delay.
+    /// * `on_retry(&err, attempt, delay)` is called before a retry's sleep,
+    ///   with the 1-based number of the attempt that just failed.
+    pub fn check<R, W, H, O>(&mut self, outcome: R, when: W, delay_hint: H, on_retry: O) -> Step<R>
+    where
+        R: RetryResult,
+        W: FnOnce(&R::Err) -> bool,
+        H: FnOnce(&R::Err) -> Option<Duration>,
+        O: FnOnce(&R::Err, u32, Duration),
+    {
+        self.attempt = self.attempt.saturating_add(1);
+        let Some(err) = outcome.error() else {
+            return Step::Done(outcome);
+        };
+        if self.attempt >= self.policy.attempts || !when(err) {
+            return Step::Done(outcome);
+        }
+        let scheduled = self.schedule.next_delay(self.attempt);
+        let delay = match delay_hint(err) {
+            Some(hinted) => hinted,
+            None => match scheduled {
+                Some(d) => d,
+                None => return Step::Done(outcome),
+            },
+        };
+        if let (Some(limit), Some(started)) = (self.policy.max_elapsed, self.started) {
+            let ends = started.elapsed().saturating_add(delay);
+            if ends > limit {
+                return Step::Done(outcome);
+            }
+        }
+        on_retry(err, self.attempt, delay);
+        Step::Retry(delay)
+    }
+}
+
+/// The outcome of a retried function: a `Result`.
+#[diagnostic::on_unimplemented(
+    message = "#[retry] needs a function returning `Result<T, E>`, not `{Self}`",
+    label = "this is not a `Result`",
+    note = "return a `Result` (aliases such as `io::Result<T>` work too), or remove #[retry]"
+)]
+pub trait RetryResult {
+    /// The error type.
+    type Err;
+    /// The error, if this outcome is one.
+    fn error(&self) -> Option<&Self::Err>;
+}
+
+impl<T, E> RetryResult for Result<T, E> {
+    type Err = E;
+
+    #[inline]
+    fn error(&self) -> Option<&E> {
+        self.as_ref().err()
+    }
+}
+
+/// The default `when`: every error is retried.
+#[inline]
+pub fn any_error<E: ?Sized>(_: &E) -> bool {
+    true
+}
+
+/// The default `delay_hint`: errors carry no delay of their own.
+#[inline]
+pub fn no_hint<E: ?Sized>(_: &E) -> Option<Duration> {
+    None
+}
+
+/// The default `on_retry`: nothing.
+#[inline]
+pub fn no_hook<E: ?Sized>(_: &E, _attempt: u32, _delay: Duration) {}
+
+/// A [`Schedule`] backed by any `backoff::backoff::Backoff` (cargo feature
+/// `backoff`): its `next_backoff()` gives each delay, and `None` stops.
+#[cfg(feature = "backoff")]
+#[derive(Debug)]
+pub struct BackoffSchedule<B>(pub B);
+
+#[cfg(feature = "backoff")]
+impl<B: backoff::backoff::Backoff> Schedule for BackoffSchedule<B> {
+    fn next_delay(&mut self, _n: u32) -> Option<Duration> {
+        self.0.next_backoff()
+    }
+}
+
+/// Wraps a `backoff` policy for [`RetryPolicy::begin_with`]; resets it
+/// first, so a policy value can be reused.
+#[cfg(feature = "backoff")]
+pub fn backoff_policy<B: backoff::backoff::Backoff>(mut policy: B) -> BackoffSchedule<B> {
+    policy.reset();
+    BackoffSchedule(policy)
+}
