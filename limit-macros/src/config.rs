@@ -11,6 +11,8 @@ use crate::item::{Attr, Kind};
 
 pub struct Config {
     pub krate: Path,
+    /// Paths of the sibling attributes this expansion absorbed.
+    pub absorbed: Vec<Path>,
     pub limited: Option<Limited>,
     pub retry: Option<Retry>,
     pub coalesce: Option<Coalesce>,
@@ -74,11 +76,13 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
     let mut krate: Option<(Path, String)> = None;
     let mut config = Config {
         krate: syn::parse_quote!(::limit_runtime),
+        absorbed: Vec::new(),
         limited: None,
         retry: None,
         coalesce: None,
     };
     for attr in attrs {
+        config.absorbed.extend(attr.path);
         let mut my_crate = Slot::default();
         let mut rest = Vec::new();
         for opt in attr.opts {

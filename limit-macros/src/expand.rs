@@ -65,7 +65,11 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         });
     }
 
+    // Mention the attributes this expansion absorbed, so their imports
+    // count as used.
+    let absorbed = &config.absorbed;
     let block = quote!({
+        #(#[allow(unused_imports)] use #absorbed as _;)*
         #statics
         #body
     });

@@ -35,6 +35,10 @@ impl Kind {
 /// One of our attributes with its options, syntax only.
 pub struct Attr {
     pub kind: Kind,
+    /// The path as written, for attributes found on the function (the one
+    /// being expanded has none): the expansion mentions it so that the
+    /// user's `use` of it does not look unused.
+    pub path: Option<syn::Path>,
     /// Where "missing option" errors point.
     pub span: Span,
     pub opts: Vec<Opt>,
@@ -118,6 +122,7 @@ pub fn collect(kind: Kind, args: TokenStream, f: &mut ItemFn, errors: &mut Error
     match parse_opts(args) {
         Ok(opts) => attrs.push(Attr {
             kind,
+            path: None,
             span: Span::call_site(),
             opts,
         }),
@@ -153,6 +158,7 @@ pub fn collect(kind: Kind, args: TokenStream, f: &mut ItemFn, errors: &mut Error
         match parse_opts(tokens) {
             Ok(opts) => attrs.push(Attr {
                 kind: other,
+                path: Some(attr.path().clone()),
                 span,
                 opts,
             }),
