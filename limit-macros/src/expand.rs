@@ -111,11 +111,14 @@ fn mentions_impl_trait(ty: &Type) -> bool {
 
 fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
     let max = &l.max;
+    // Spanned at `max`, so a constant that fails the runtime's `max >= 1`
+    // check is reported there.
+    let span = max.span();
     let decl = match &l.name {
-        Some(name) => quote!(#k::StaticLimiter::new(#name, #max)),
+        Some(name) => quote_spanned!(span=> #k::StaticLimiter::new(#name, #max)),
         None => {
             let suffix = format!("::{fn_name}");
-            quote!(#k::StaticLimiter::private(
+            quote_spanned!(span=> #k::StaticLimiter::private(
                 ::core::concat!(::core::module_path!(), #suffix),
                 #max
             ))
