@@ -125,8 +125,7 @@ fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
         }
     };
     quote! {
-        static __LIMITED: #k::StaticLimiter =
-            #decl.declared_at(::core::file!(), ::core::line!());
+        static __LIMITED: #k::StaticLimiter = #decl;
     }
 }
 

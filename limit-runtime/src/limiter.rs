@@ -373,8 +373,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use limit_runtime::StaticLimiter;
 ///
-/// static ADDRESS: StaticLimiter =
-///     StaticLimiter::new("doc-static", 10).declared_at(file!(), line!());
+/// static ADDRESS: StaticLimiter = StaticLimiter::new("doc-static", 10);
 ///
 /// async fn fetch_address(id: u64) -> u64 {
 ///     ADDRESS.run(async move { id * 2 }).await
@@ -399,20 +398,23 @@ pub struct StaticLimiter {
 }
 
 impl StaticLimiter {
-    /// A declaration of the shared limiter `name` with `max` permits.
+    /// A declaration of the shared limiter `name` with `max` permits,
+    /// recording where it is written (for conflict messages).
     ///
     /// # Panics
     ///
     /// At compile time (the constructor runs in a `static`'s initializer) if
     /// `max` is 0.
+    #[track_caller]
     pub const fn new(name: &'static str, max: usize) -> Self {
         assert!(max >= 1, "a limiter's `max` must be at least 1");
+        let at = std::panic::Location::caller();
         StaticLimiter {
             name,
             named: true,
             max,
-            file: "<unknown>",
-            line: 0,
+            file: at.file(),
+            line: at.line(),
             strict: cfg!(debug_assertions),
             cell: OnceLock::new(),
         }
@@ -424,13 +426,15 @@ impl StaticLimiter {
     /// # Panics
     ///
     /// At compile time if `max` is 0.
+    #[track_caller]
     pub const fn private(label: &'static str, max: usize) -> Self {
         let mut this = StaticLimiter::new(label, max);
         this.named = false;
         this
     }
 
-    /// Records where the declaration is written, for conflict messages.
+    /// Overrides where the declaration is said to be written (by default,
+    /// where [`new`](StaticLimiter::new) is called).
     pub const fn declared_at(mut self, file: &'static str, line: u32) -> Self {
         self.file = file;
         self.line = line;
