@@ -1,0 +1,235 @@
+//! Behaviour of `#[coalesce]` and of the full pipeline.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use limit_runtime::{coalesce, limited, retry};
+use tokio::sync::Notify;
+
+static FAN_IN_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[coalesce]
+async fn fan_in(id: u64) -> Arc<String> {
+    FAN_IN_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Arc::new(format!("value {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_identical_calls_run_the_body_once() {
+    let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(fan_in(7))).collect();
+    let mut first = None;
+    for t in tasks {
+        let v = t.await.unwrap();
+        assert_eq!(*v, "value 7");
+        let first = first.get_or_insert_with(|| v.clone());
+        assert!(Arc::ptr_eq(first, &v), "every caller gets a clone of the one result");
+    }
+    assert_eq!(FAN_IN_RUNS.load(Ordering::SeqCst), 1);
+    // Nothing is kept: the next call runs again.
+    fan_in(7).await;
+    assert_eq!(FAN_IN_RUNS.load(Ordering::SeqCst), 2);
+}
+
+static DISTINCT_NOW: AtomicUsize = AtomicUsize::new(0);
+static DISTINCT_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[coalesce]
+async fn distinct(id: u64) -> u64 {
+    let now = DISTINCT_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+    DISTINCT_PEAK.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    DISTINCT_NOW.fetch_sub(1, Ordering::SeqCst);
+    id
+}
+
+#[tokio::test(start_paused = true)]
+async fn distinct_keys_run_concurrently() {
+    let tasks: Vec<_> = (0..50).map(|i| tokio::spawn(distinct(i))).collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), i as u64);
+    }
+    assert_eq!(DISTINCT_PEAK.load(Ordering::SeqCst), 50);
+}
+
+static STR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[coalesce]
+async fn by_str(tenant: &str, region: &str) -> String {
+    STR_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    format!("{tenant}/{region}")
+}
+
+#[tokio::test]
+async fn borrowed_str_arguments_key_on_their_owned_form() {
+    let a = String::from("acme");
+    let (x, y, z) = tokio::join!(by_str(&a, "eu"), by_str("acme", "eu"), by_str("acme", "us"));
+    assert_eq!((x.as_str(), y.as_str(), z.as_str()), ("acme/eu", "acme/eu", "acme/us"));
+    assert_eq!(STR_RUNS.load(Ordering::SeqCst), 2);
+}
+
+struct Repo {
+    runs: AtomicUsize,
+}
+
+impl Repo {
+    #[coalesce]
+    async fn get(&self, id: u32) -> u32 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        id
+    }
+
+    #[coalesce]
+    async fn get_arc(self: Arc<Self>, id: u32) -> u32 {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        id
+    }
+
+    #[coalesce(key = id)]
+    async fn shared_across_instances(&self, id: u32, trace: u64) -> u32 {
+        let _ = trace;
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        id * 10
+    }
+}
+
+#[tokio::test]
+async fn receiver_identity_separates_instances_and_key_overrides_it() {
+    let a = Repo { runs: AtomicUsize::new(0) };
+    let b = Repo { runs: AtomicUsize::new(0) };
+    let _ = tokio::join!(a.get(1), a.get(1), b.get(1));
+    assert_eq!(a.runs.load(Ordering::SeqCst), 1, "same instance shares");
+    assert_eq!(b.runs.load(Ordering::SeqCst), 1, "another instance does not");
+
+    let arc = Arc::new(Repo { runs: AtomicUsize::new(0) });
+    let _ = tokio::join!(arc.clone().get_arc(1), arc.clone().get_arc(1));
+    assert_eq!(arc.runs.load(Ordering::SeqCst), 1, "self: Arc<Self> keys on the shared value");
+
+    let (x, y) = tokio::join!(a.shared_across_instances(2, 1), b.shared_across_instances(2, 99));
+    assert_eq!((x, y), (20, 20));
+    let total = a.runs.load(Ordering::SeqCst) + b.runs.load(Ordering::SeqCst);
+    assert_eq!(total, 3, "the key ignores the instance and the trace id");
+}
+
+static GENERIC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+trait Source {
+    const NAME: &'static str;
+}
+struct Db;
+struct Cache;
+impl Source for Db {
+    const NAME: &'static str = "db";
+}
+impl Source for Cache {
+    const NAME: &'static str = "cache";
+}
+
+#[coalesce]
+async fn generic<S: Source>(id: u32) -> String {
+    GENERIC_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    format!("{}:{id}", S::NAME)
+}
+
+#[tokio::test]
+async fn each_instantiation_of_a_generic_function_has_its_own_group() {
+    let (a, b, c) = tokio::join!(generic::<Db>(1), generic::<Cache>(1), generic::<Db>(1));
+    assert_eq!((a.as_str(), b.as_str(), c.as_str()), ("db:1", "cache:1", "db:1"));
+    assert_eq!(GENERIC_RUNS.load(Ordering::SeqCst), 2);
+}
+
+static LEADER_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+async fn slow(id: u32, gate: Arc<Notify>, fail: bool) -> u32 {
+    LEADER_RUNS.fetch_add(1, Ordering::SeqCst);
+    gate.notified().await;
+    if fail {
+        panic!("leader failed");
+    }
+    id
+}
+
+// The gate is not part of a sensible key; key on the id only.
+#[coalesce(key = id)]
+async fn slow_keyed(id: u32, gate: Arc<Notify>, fail: bool) -> u32 {
+    slow(id, gate, fail).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_leader_hands_over_to_a_waiter() {
+    let gate = Arc::new(Notify::new());
+    let leader = tokio::spawn(slow_keyed(1, gate.clone(), false));
+    tokio::task::yield_now().await;
+    let waiters: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(slow_keyed(1, gate.clone(), false)))
+        .collect();
+    tokio::task::yield_now().await;
+    let before = LEADER_RUNS.load(Ordering::SeqCst);
+    leader.abort();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(LEADER_RUNS.load(Ordering::SeqCst), before + 1, "one waiter took over");
+    gate.notify_waiters();
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_leader_reaches_only_its_caller() {
+    let gate = Arc::new(Notify::new());
+    let leader = tokio::spawn(slow_keyed(2, gate.clone(), true));
+    tokio::task::yield_now().await;
+    let waiters: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(slow_keyed(2, gate.clone(), false)))
+        .collect();
+    tokio::task::yield_now().await;
+    gate.notify_waiters();
+    assert!(leader.await.unwrap_err().is_panic());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    gate.notify_waiters();
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), 2, "waiters get the take-over's result");
+    }
+}
+
+static PIPELINE_BODY: AtomicU32 = AtomicU32::new(0);
+
+#[limited(name = "coalesce-pipeline", max = 1)]
+#[retry(attempts = 5, initial = "10ms", jitter = "none")]
+#[coalesce]
+async fn pipeline(id: u32) -> Result<u32, String> {
+    let n = PIPELINE_BODY.fetch_add(1, Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    if n <= 2 {
+        Err(format!("transient {n}"))
+    } else {
+        Ok(id)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_pipeline_shares_one_retried_call_whatever_the_written_order() {
+    let tasks: Vec<_> = (0..100).map(|_| tokio::spawn(pipeline(9))).collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Ok(9));
+    }
+    assert_eq!(PIPELINE_BODY.load(Ordering::SeqCst), 3, "3 bodies in all, not 300");
+    let l = limit_runtime::limiter("coalesce-pipeline").unwrap();
+    assert_eq!((l.active(), l.waiting()), (0, 0));
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_futures_are_send() {
+    let t = tokio::spawn(assert_send(by_str("send", "check")));
+    assert_eq!(t.await.unwrap(), "send/check");
+}
