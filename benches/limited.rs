@@ -7,6 +7,7 @@
 
 use std::hint::black_box;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,9 @@ const PARKED: usize = 500_000;
 
 #[inline(always)]
 fn work(x: u64) -> u64 {
-    black_box(x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7)
+    black_box(x)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(7)
 }
 
 // -- uncontended: one task, calls in a loop --------------------------------
@@ -150,7 +153,11 @@ fn criterion_groups(c: &mut Criterion) {
 
 /// Median time per unit over interleaved rounds, so drift in machine speed
 /// affects every variant alike.
-fn interleaved(variants: &[Variant], rounds: usize, mut one: impl FnMut(Variant) -> f64) -> Vec<f64> {
+fn interleaved(
+    variants: &[Variant],
+    rounds: usize,
+    mut one: impl FnMut(Variant) -> f64,
+) -> Vec<f64> {
     let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
     for _ in 0..rounds {
         for (i, v) in variants.iter().enumerate() {
@@ -179,6 +186,9 @@ fn resident_bytes() -> u64 {
 }
 
 static SEM_PARKED: Semaphore = Semaphore::const_new(1);
+/// Tasks that have run up to their first wait (the count is bumped in the
+/// same poll that then parks the task).
+static ARRIVED: AtomicUsize = AtomicUsize::new(0);
 
 async fn semaphore_parked(gate: Arc<Notify>) {
     let _permit = SEM_PARKED.acquire().await.expect("never closed");
@@ -197,9 +207,18 @@ fn memory_probe(which: &str) {
     let per_task = rt.block_on(async move {
         let gate = Arc::new(Notify::new());
         let spawn = |gate: Arc<Notify>| match which {
-            "semaphore" => tokio::spawn(semaphore_parked(gate)),
-            "attribute" => tokio::spawn(attribute_parked(gate)),
-            _ => tokio::spawn(async move { gate.notified().await }),
+            "semaphore" => tokio::spawn(async move {
+                ARRIVED.fetch_add(1, Ordering::SeqCst);
+                semaphore_parked(gate).await
+            }),
+            "attribute" => tokio::spawn(async move {
+                ARRIVED.fetch_add(1, Ordering::SeqCst);
+                attribute_parked(gate).await
+            }),
+            _ => tokio::spawn(async move {
+                ARRIVED.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await
+            }),
         };
         // The holder takes the only permit; warm the allocator up.
         let holder = spawn(gate.clone());
@@ -210,7 +229,9 @@ fn memory_probe(which: &str) {
             parked.push(spawn(gate.clone()));
         }
         // Let every task run up to its wait.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        while ARRIVED.load(Ordering::SeqCst) < PARKED + 1 {
+            tokio::task::yield_now().await;
+        }
         let after = resident_bytes();
         if which == "attribute" {
             let l = limit_runtime::limiter("bench-parked").unwrap();
@@ -254,7 +275,10 @@ fn summary() {
 
     println!();
     println!("limit benchmark summary (medians; ratio = #[limited] / tokio Semaphore)");
-    println!("{:<44} {:>12} {:>16} {:>12} {:>8}", "measure", "no limit", "tokio Semaphore", "#[limited]", "ratio");
+    println!(
+        "{:<44} {:>12} {:>16} {:>12} {:>8}",
+        "measure", "no limit", "tokio Semaphore", "#[limited]", "ratio"
+    );
     println!(
         "{:<44} {:>12.2} {:>16.2} {:>12.2} {:>8.2}",
         "uncontended, ns per call (lower is better)",

@@ -19,7 +19,9 @@ struct Transient;
 
 #[inline(always)]
 fn work(x: u64) -> Result<u64, Transient> {
-    let v = black_box(x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7);
+    let v = black_box(x)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(7);
     if black_box(v == 1) {
         Err(Transient)
     } else {
@@ -82,7 +84,13 @@ fn success_path(rt: &Runtime, v: Variant, iters: u64) -> Duration {
 
 static FAILING_CALLS: AtomicU32 = AtomicU32::new(0);
 
-#[retry(attempts = 6, initial = "100ms", multiplier = 2, max_delay = "1s", jitter = "none")]
+#[retry(
+    attempts = 6,
+    initial = "100ms",
+    multiplier = 2,
+    max_delay = "1s",
+    jitter = "none"
+)]
 async fn always_failing() -> Result<(), Transient> {
     FAILING_CALLS.fetch_add(1, Ordering::SeqCst);
     Err(Transient)
@@ -135,9 +143,17 @@ fn main() {
         .collect();
     println!();
     println!("retry benchmark summary (success path, ns per call, medians)");
-    println!("{:<14} {:>10} {:>14}", "variant", "ns/call", "vs plain call");
+    println!(
+        "{:<14} {:>10} {:>14}",
+        "variant", "ns/call", "vs plain call"
+    );
     for (i, v) in Variant::ALL.iter().enumerate() {
-        println!("{:<14} {:>10.2} {:>14.2}", v.name(), med[i], med[i] / med[0]);
+        println!(
+            "{:<14} {:>10.2} {:>14.2}",
+            v.name(),
+            med[i],
+            med[i] / med[0]
+        );
     }
     println!("#[retry] / backon: {:.2}", med[1] / med[2]);
 

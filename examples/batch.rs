@@ -69,8 +69,17 @@ async fn main() {
     let s = l.stats();
     println!("{done} items, {} calls in {elapsed:.2?}", s.acquired);
     println!("limiter \"{}\": max {}", s.name, s.max);
-    println!("  peak bodies running at once (both functions): {}", PEAK.load(Ordering::SeqCst));
-    println!("  peak seen by the limiter:                     {}", s.peak_active);
-    println!("  calls that queued: {} (longest wait {:.2?})", s.waited, s.wait_max);
+    println!(
+        "  peak bodies running at once (both functions): {}",
+        PEAK.load(Ordering::SeqCst)
+    );
+    println!(
+        "  peak seen by the limiter:                     {}",
+        s.peak_active
+    );
+    println!(
+        "  calls that queued: {} (longest wait {:.2?})",
+        s.waited, s.wait_max
+    );
     assert!(PEAK.load(Ordering::SeqCst) <= s.max, "the limit held");
 }

@@ -24,7 +24,10 @@ async fn a_thousand_identical_calls_run_the_body_once() {
         let v = t.await.unwrap();
         assert_eq!(*v, "value 7");
         let first = first.get_or_insert_with(|| v.clone());
-        assert!(Arc::ptr_eq(first, &v), "every caller gets a clone of the one result");
+        assert!(
+            Arc::ptr_eq(first, &v),
+            "every caller gets a clone of the one result"
+        );
     }
     assert_eq!(FAN_IN_RUNS.load(Ordering::SeqCst), 1);
     // Nothing is kept: the next call runs again.
@@ -66,7 +69,10 @@ async fn by_str(tenant: &str, region: &str) -> String {
 async fn borrowed_str_arguments_key_on_their_owned_form() {
     let a = String::from("acme");
     let (x, y, z) = tokio::join!(by_str(&a, "eu"), by_str("acme", "eu"), by_str("acme", "us"));
-    assert_eq!((x.as_str(), y.as_str(), z.as_str()), ("acme/eu", "acme/eu", "acme/us"));
+    assert_eq!(
+        (x.as_str(), y.as_str(), z.as_str()),
+        ("acme/eu", "acme/eu", "acme/us")
+    );
     assert_eq!(STR_RUNS.load(Ordering::SeqCst), 2);
 }
 
@@ -100,17 +106,34 @@ impl Repo {
 
 #[tokio::test]
 async fn receiver_identity_separates_instances_and_key_overrides_it() {
-    let a = Repo { runs: AtomicUsize::new(0) };
-    let b = Repo { runs: AtomicUsize::new(0) };
+    let a = Repo {
+        runs: AtomicUsize::new(0),
+    };
+    let b = Repo {
+        runs: AtomicUsize::new(0),
+    };
     let _ = tokio::join!(a.get(1), a.get(1), b.get(1));
     assert_eq!(a.runs.load(Ordering::SeqCst), 1, "same instance shares");
-    assert_eq!(b.runs.load(Ordering::SeqCst), 1, "another instance does not");
+    assert_eq!(
+        b.runs.load(Ordering::SeqCst),
+        1,
+        "another instance does not"
+    );
 
-    let arc = Arc::new(Repo { runs: AtomicUsize::new(0) });
+    let arc = Arc::new(Repo {
+        runs: AtomicUsize::new(0),
+    });
     let _ = tokio::join!(arc.clone().get_arc(1), arc.clone().get_arc(1));
-    assert_eq!(arc.runs.load(Ordering::SeqCst), 1, "self: Arc<Self> keys on the shared value");
+    assert_eq!(
+        arc.runs.load(Ordering::SeqCst),
+        1,
+        "self: Arc<Self> keys on the shared value"
+    );
 
-    let (x, y) = tokio::join!(a.shared_across_instances(2, 1), b.shared_across_instances(2, 99));
+    let (x, y) = tokio::join!(
+        a.shared_across_instances(2, 1),
+        b.shared_across_instances(2, 99)
+    );
     assert_eq!((x, y), (20, 20));
     let total = a.runs.load(Ordering::SeqCst) + b.runs.load(Ordering::SeqCst);
     assert_eq!(total, 3, "the key ignores the instance and the trace id");
@@ -140,7 +163,10 @@ async fn generic<S: Source>(id: u32) -> String {
 #[tokio::test]
 async fn each_instantiation_of_a_generic_function_has_its_own_group() {
     let (a, b, c) = tokio::join!(generic::<Db>(1), generic::<Cache>(1), generic::<Db>(1));
-    assert_eq!((a.as_str(), b.as_str(), c.as_str()), ("db:1", "cache:1", "db:1"));
+    assert_eq!(
+        (a.as_str(), b.as_str(), c.as_str()),
+        ("db:1", "cache:1", "db:1")
+    );
     assert_eq!(GENERIC_RUNS.load(Ordering::SeqCst), 2);
 }
 
@@ -173,7 +199,11 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
     let before = LEADER_RUNS.load(Ordering::SeqCst);
     leader.abort();
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(LEADER_RUNS.load(Ordering::SeqCst), before + 1, "one waiter took over");
+    assert_eq!(
+        LEADER_RUNS.load(Ordering::SeqCst),
+        before + 1,
+        "one waiter took over"
+    );
     gate.notify_waiters();
     for w in waiters {
         assert_eq!(w.await.unwrap(), 1);
@@ -219,7 +249,11 @@ async fn full_pipeline_shares_one_retried_call_whatever_the_written_order() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), Ok(9));
     }
-    assert_eq!(PIPELINE_BODY.load(Ordering::SeqCst), 3, "3 bodies in all, not 300");
+    assert_eq!(
+        PIPELINE_BODY.load(Ordering::SeqCst),
+        3,
+        "3 bodies in all, not 300"
+    );
     let l = limit_runtime::limiter("coalesce-pipeline").unwrap();
     assert_eq!((l.active(), l.waiting()), (0, 0));
 }

@@ -44,7 +44,11 @@ async fn two_functions_sharing_a_name_never_exceed_max_together_and_reach_it() {
     }
     assert_eq!(sum, 1000);
     assert_eq!(SHARED.total(), 1000);
-    assert_eq!(SHARED.peak(), 8, "peak concurrency must reach max and never pass it");
+    assert_eq!(
+        SHARED.peak(),
+        8,
+        "peak concurrency must reach max and never pass it"
+    );
     let l = limit_runtime::limiter("tests-shared").expect("created by the first call");
     assert_eq!(l.active(), 0);
     assert_eq!(l.waiting(), 0);
@@ -52,7 +56,10 @@ async fn two_functions_sharing_a_name_never_exceed_max_together_and_reach_it() {
     let stats = l.stats();
     assert_eq!(stats.acquired, 1000);
     assert_eq!(stats.peak_active, 8);
-    assert!(stats.waited > 0, "with 1000 callers and 8 permits, some waited");
+    assert!(
+        stats.waited > 0,
+        "with 1000 callers and 8 permits, some waited"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +124,10 @@ async fn private_limiter_is_isolated_from_a_named_one() {
         .find(|l| !l.is_named() && l.name().ends_with("::private_limit"))
         .expect("the private limiter is listed");
     assert_eq!(private.name(), "limited::private_limit");
-    assert_eq!((private.max(), private.active(), private.waiting()), (2, 2, 1));
+    assert_eq!(
+        (private.max(), private.active(), private.waiting()),
+        (2, 2, 1)
+    );
     for _ in 0..6 {
         gate.notify_one();
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -201,7 +211,11 @@ async fn set_max_up_admits_waiters_and_down_never_interrupts() {
 
     l.set_max(6);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(started.load(Ordering::SeqCst), 6, "raising admits waiters at once");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        6,
+        "raising admits waiters at once"
+    );
     assert_eq!((l.active(), l.waiting()), (6, 4));
 
     l.set_max(3);
@@ -230,7 +244,10 @@ async fn set_max_up_admits_waiters_and_down_never_interrupts() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!((l.max(), l.active(), l.waiting(), l.available()), (4, 0, 0, 4));
+    assert_eq!(
+        (l.max(), l.active(), l.waiting(), l.available()),
+        (4, 0, 0, 4)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -278,10 +295,7 @@ async fn conflicting_declarations_panic_in_debug_naming_both() {
     conflict_first().await;
     let err = tokio::spawn(conflict_second()).await.unwrap_err();
     let msg = err.into_panic();
-    let msg = msg
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("\"tests-conflict\""), "{msg}");
     let file = file!();
     assert!(msg.contains(&format!("max = 2 at {file}:")), "{msg}");

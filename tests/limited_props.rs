@@ -20,14 +20,18 @@ struct Caller {
 }
 
 fn caller() -> impl Strategy<Value = Caller> {
-    (0..20u64, 0..10u64, prop::option::weighted(0.4, 0..15u64), prop::bool::weighted(0.1)).prop_map(
-        |(arrive_ms, hold_ms, cancel_after_ms, panics)| Caller {
+    (
+        0..20u64,
+        0..10u64,
+        prop::option::weighted(0.4, 0..15u64),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(arrive_ms, hold_ms, cancel_after_ms, panics)| Caller {
             arrive_ms,
             hold_ms,
             cancel_after_ms,
             panics,
-        },
-    )
+        })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -78,7 +78,13 @@ async fn default_is_three_attempts_with_full_jitter_below_the_base() {
     assert_eq!(s.calls(), 3, "gives up after 3 attempts");
 }
 
-#[retry(attempts = 5, initial = "200ms", multiplier = 3, max_delay = "1s", jitter = "none")]
+#[retry(
+    attempts = 5,
+    initial = "200ms",
+    multiplier = 3,
+    max_delay = "1s",
+    jitter = "none"
+)]
 async fn exact(s: &Script, fails: u32) -> Result<u32, ApiError> {
     s.attempt(fails, ApiError::Transient)
 }
@@ -106,7 +112,12 @@ async fn full(s: &Script) -> Result<u32, ApiError> {
     s.attempt(100, ApiError::Transient)
 }
 
-#[retry(attempts = 6, initial = "100ms", max_delay = "1s", jitter = "decorrelated")]
+#[retry(
+    attempts = 6,
+    initial = "100ms",
+    max_delay = "1s",
+    jitter = "decorrelated"
+)]
 async fn decorrelated(s: &Script) -> Result<u32, ApiError> {
     s.attempt(100, ApiError::Transient)
 }
@@ -118,7 +129,11 @@ async fn every_jitter_kind_stays_within_its_bounds_for_every_retry() {
         let _ = equal(&s).await;
         for (i, gap) in s.gaps().into_iter().enumerate() {
             let base = Duration::from_millis(100 * (1 << i));
-            assert!(gap >= base / 2 && gap <= base, "equal, retry {}: {gap:?}", i + 1);
+            assert!(
+                gap >= base / 2 && gap <= base,
+                "equal, retry {}: {gap:?}",
+                i + 1
+            );
         }
         let s = Script::default();
         let _ = full(&s).await;
@@ -154,13 +169,22 @@ async fn closure_when(s: &Script, err: ApiError) -> Result<u32, ApiError> {
 #[tokio::test(start_paused = true)]
 async fn when_false_returns_the_error_at_once() {
     let s = Script::default();
-    assert_eq!(only_transient(&s, ApiError::Fatal).await, Err(ApiError::Fatal));
+    assert_eq!(
+        only_transient(&s, ApiError::Fatal).await,
+        Err(ApiError::Fatal)
+    );
     assert_eq!(s.calls(), 1);
     let s = Script::default();
-    assert_eq!(only_transient(&s, ApiError::Transient).await, Err(ApiError::Transient));
+    assert_eq!(
+        only_transient(&s, ApiError::Transient).await,
+        Err(ApiError::Transient)
+    );
     assert_eq!(s.calls(), 5);
     let s = Script::default();
-    assert_eq!(closure_when(&s, ApiError::Fatal).await, Err(ApiError::Fatal));
+    assert_eq!(
+        closure_when(&s, ApiError::Fatal).await,
+        Err(ApiError::Fatal)
+    );
     assert_eq!(s.calls(), 1);
 }
 
@@ -172,14 +196,23 @@ async fn hinted(s: &Script, err: ApiError) -> Result<u32, ApiError> {
 #[tokio::test(start_paused = true)]
 async fn delay_hint_overrides_the_schedule() {
     let s = Script::default();
-    assert_eq!(hinted(&s, ApiError::Busy(Duration::from_secs(7))).await, Ok(3));
+    assert_eq!(
+        hinted(&s, ApiError::Busy(Duration::from_secs(7))).await,
+        Ok(3)
+    );
     assert_eq!(s.gaps(), [Duration::from_secs(7); 2]);
     let s = Script::default();
     assert_eq!(hinted(&s, ApiError::Transient).await, Ok(3));
     assert_eq!(s.gaps(), [10, 20].map(Duration::from_millis));
 }
 
-#[retry(attempts = 100, initial = "1s", multiplier = 1, jitter = "none", max_elapsed = "3.5s")]
+#[retry(
+    attempts = 100,
+    initial = "1s",
+    multiplier = 1,
+    jitter = "none",
+    max_elapsed = "3.5s"
+)]
 async fn deadline(s: &Script) -> Result<u32, ApiError> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.attempt(1000, ApiError::Transient)
@@ -252,10 +285,20 @@ async fn dropping_the_call_during_a_sleep_stops_everything() {
     t.abort();
     assert!(t.await.unwrap_err().is_cancelled());
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    assert_eq!(counter.load(Ordering::SeqCst), 2, "no attempt after the drop");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        2,
+        "no attempt after the drop"
+    );
 }
 
-#[retry(attempts = 4294967295, initial = "5124095576030431h", multiplier = 1e300, max_delay = "5124095576030431h", max_elapsed = "1h")]
+#[retry(
+    attempts = 4294967295,
+    initial = "5124095576030431h",
+    multiplier = 1e300,
+    max_delay = "5124095576030431h",
+    max_elapsed = "1h"
+)]
 async fn extreme(s: &Script) -> Result<u32, ApiError> {
     s.attempt(u32::MAX, ApiError::Transient)
 }
@@ -264,7 +307,11 @@ async fn extreme(s: &Script) -> Result<u32, ApiError> {
 async fn extreme_option_values_do_not_panic() {
     let s = Script::default();
     assert!(extreme(&s).await.is_err());
-    assert_eq!(s.calls(), 1, "the first delay already ends past max_elapsed");
+    assert_eq!(
+        s.calls(),
+        1,
+        "the first delay already ends past max_elapsed"
+    );
     let p = RetryPolicy::new()
         .attempts(u32::MAX)
         .initial(Duration::MAX)

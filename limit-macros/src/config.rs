@@ -100,7 +100,9 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
             match &krate {
                 Some((_, first)) if *first != text => errors.spanned(
                     &path,
-                    format_args!("`crate` is `{first}` on another attribute of this function: use one path"),
+                    format_args!(
+                        "`crate` is `{first}` on another attribute of this function: use one path"
+                    ),
                 ),
                 Some(_) => {}
                 None => krate = Some((path, text)),
@@ -121,7 +123,10 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
 fn unknown(kind: Kind, key: &Ident, valid: &str, errors: &mut Errors) {
     errors.spanned(
         key,
-        format_args!("unknown option `{key}` for #[{}]: expected one of {valid}", kind.name()),
+        format_args!(
+            "unknown option `{key}` for #[{}]: expected one of {valid}",
+            kind.name()
+        ),
     );
 }
 
@@ -129,7 +134,10 @@ fn unknown(kind: Kind, key: &Ident, valid: &str, errors: &mut Errors) {
 fn value<'a>(opt: &'a Opt, errors: &mut Errors) -> Option<&'a Expr> {
     if opt.value.is_none() {
         let key = &opt.key;
-        errors.spanned(key, format_args!("option `{key}` needs a value: write `{key} = ...`"));
+        errors.spanned(
+            key,
+            format_args!("option `{key}` needs a value: write `{key} = ...`"),
+        );
     }
     opt.value.as_ref()
 }
@@ -161,7 +169,10 @@ fn crate_path(e: &Expr, errors: &mut Errors) -> Option<Path> {
     match s.parse::<Path>() {
         Ok(p) => Some(p),
         Err(_) => {
-            errors.spanned(&s, "`crate` must be a path, e.g. `crate = \"::my_crate::limit\"`");
+            errors.spanned(
+                &s,
+                "`crate` must be a path, e.g. `crate = \"::my_crate::limit\"`",
+            );
             None
         }
     }
@@ -281,18 +292,24 @@ fn retry(opts: Vec<Opt>, errors: &mut Errors) -> Retry {
             }),
             "initial" => {
                 schedule_keys.push(key);
-                initial.set_with(key, errors, |errors| duration_opt(value(opt, errors)?, key, errors))
+                initial.set_with(key, errors, |errors| {
+                    duration_opt(value(opt, errors)?, key, errors)
+                })
             }
             "max_delay" => {
                 schedule_keys.push(key);
-                max_delay.set_with(key, errors, |errors| duration_opt(value(opt, errors)?, key, errors))
+                max_delay.set_with(key, errors, |errors| {
+                    duration_opt(value(opt, errors)?, key, errors)
+                })
             }
             "max_elapsed" => max_elapsed.set_with(key, errors, |errors| {
                 duration_opt(value(opt, errors)?, key, errors)
             }),
             "multiplier" => {
                 schedule_keys.push(key);
-                multiplier.set_with(key, errors, |errors| multiplier_value(value(opt, errors)?, errors))
+                multiplier.set_with(key, errors, |errors| {
+                    multiplier_value(value(opt, errors)?, errors)
+                })
             }
             "jitter" => {
                 schedule_keys.push(key);
@@ -321,7 +338,10 @@ fn retry(opts: Vec<Opt>, errors: &mut Errors) -> Retry {
                 callable(errors, "a function or closure `fn(&E, u32, Duration)`")
             }),
             "policy" => policy.set_with(key, errors, |errors| {
-                callable(errors, "an expression yielding a `backoff::backoff::Backoff`")
+                callable(
+                    errors,
+                    "an expression yielding a `backoff::backoff::Backoff`",
+                )
             }),
             _ => unknown(Kind::Retry, key, RETRY_KEYS, errors),
         }
@@ -362,9 +382,22 @@ fn multiplier_value(e: &Expr, errors: &mut Errors) -> Option<f64> {
             None
         }
         None => {
-            let neg = matches!(e, Expr::Unary(ExprUnary { op: UnOp::Neg(_), .. }));
-            let why = if neg { "must be at least 1" } else { "takes a number literal" };
-            errors.spanned(e, format_args!("`multiplier` {why}, e.g. `multiplier = 2` or `multiplier = 1.5`"));
+            let neg = matches!(
+                e,
+                Expr::Unary(ExprUnary {
+                    op: UnOp::Neg(_),
+                    ..
+                })
+            );
+            let why = if neg {
+                "must be at least 1"
+            } else {
+                "takes a number literal"
+            };
+            errors.spanned(
+                e,
+                format_args!("`multiplier` {why}, e.g. `multiplier = 2` or `multiplier = 1.5`"),
+            );
             None
         }
     }
@@ -379,5 +412,7 @@ fn coalesce(opts: Vec<Opt>, errors: &mut Errors) -> Coalesce {
             _ => unknown(Kind::Coalesce, key, COALESCE_KEYS, errors),
         }
     }
-    Coalesce { key: key_slot.get() }
+    Coalesce {
+        key: key_slot.get(),
+    }
 }

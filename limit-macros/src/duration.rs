@@ -7,7 +7,8 @@ use quote::quote;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub u128);
 
-pub const HELP: &str = "write a number and a unit, e.g. \"250ms\", \"2s\", \"1.5s\", \"3m\", \"1h\" \
+pub const HELP: &str =
+    "write a number and a unit, e.g. \"250ms\", \"2s\", \"1.5s\", \"3m\", \"1h\" \
                         (units: ns, us, ms, s, m, h)";
 
 const UNITS: &[(&str, u128)] = &[
@@ -106,7 +107,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_literals() {
-        for bad in ["", "10", "ms", "1.2.3s", "5 sec", "-1s", "1e3ms", "99999999999999999999999h"] {
+        for bad in [
+            "",
+            "10",
+            "ms",
+            "1.2.3s",
+            "5 sec",
+            "-1s",
+            "1e3ms",
+            "99999999999999999999999h",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -6,23 +6,31 @@
 //!
 //! ```text
 //! static __LIMITED / __RETRY / __COALESCE ...;
-//! __COALESCE.run::<Marker, _, _>(key, async {
+//! let __limit_call = pin!(async {
 //!     let mut __limit_retry = __RETRY.begin();
 //!     loop {
-//!         let __limit_outcome = { fresh clones; __LIMITED.run(async { body }).await };
+//!         let __limit_outcome = {
+//!             fresh clones of owned arguments;
+//!             let __limit_permit = __LIMITED.acquire().await;
+//!             async { body }.await
+//!         };
 //!         match __limit_retry.check(__limit_outcome, when, delay_hint, on_retry) {
 //!             Step::Done(out) => break out,
-//!             Step::Retry(delay) => sleep(delay).await,
+//!             Step::Retry(delay) => sleep(delay).await,   // no permit held
 //!         }
 //!     }
-//! }).await
+//! });
+//! __COALESCE.run::<Marker, _, _>(key, __limit_call).await
 //! ```
+//!
+//! With `#[limited]` alone, the body runs inline after
+//! `let __limit_permit = __LIMITED.acquire().await;`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, GenericParam, ItemFn, Pat, PatIdent, ReturnType, Type};
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 
 use crate::config::{Coalesce, Config, Limited, Retry};
 
@@ -31,40 +39,70 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let fn_name = f.sig.ident.to_string();
     let mut statics = TokenStream::new();
 
-    let mut body = guarded_body(&f);
+    // Without retry or coalesce, the body runs inline after the permit is
+    // taken: the function's own future holds the body, with no wrapper
+    // future (and no second copy of the body's state) around it.
+    if config.retry.is_none() && config.coalesce.is_none() {
+        let block = &f.block;
+        let body = match &config.limited {
+            Some(l) => {
+                statics.extend(limited_static(k, l, &fn_name));
+                let permit = Ident::new("__limit_permit", Span::mixed_site());
+                quote!({
+                    let #permit = __LIMITED.acquire().await;
+                    #block
+                })
+            }
+            None => quote!(#block),
+        };
+        return finish(config, f, statics, body);
+    }
 
-    // limited: innermost, around one attempt of the body.
-    let moves = config.retry.is_none();
-    let move_kw = moves.then(|| quote!(move));
-    let mut fut = quote!(async #move_kw #body);
+    let guarded = guarded_body(&f);
+
+    // limited: innermost, around one attempt of the body. With retry, the
+    // attempt borrows the arguments (its owned ones are fresh clones); with
+    // coalesce alone, it owns them, as the original body did.
+    let move_kw = config.retry.is_none().then(|| quote!(move));
+    let mut attempt = quote!(async #move_kw #guarded.await);
     if let Some(l) = &config.limited {
         statics.extend(limited_static(k, l, &fn_name));
-        fut = quote!(__LIMITED.run(#fut));
+        attempt = quote!({
+            let __limit_permit = __LIMITED.acquire().await;
+            #attempt
+        });
     }
 
     // retry: a loop of attempts, each with fresh clones of owned arguments.
-    if let Some(r) = &config.retry {
-        statics.extend(retry_static(k, r));
-        let clones = fresh_clones(k, &mut f);
-        body = retry_loop(k, r, &clones, &fut, &f.sig.output);
-        fut = quote!(async #body);
-    } else {
-        body = quote!({ #fut.await });
-    }
+    let mut body = match &config.retry {
+        Some(r) => {
+            statics.extend(retry_static(k, r));
+            let clones = fresh_clones(k, &mut f);
+            retry_loop(k, r, &clones, &attempt, &f.sig.output)
+        }
+        None => quote!({ #attempt }),
+    };
 
-    // coalesce: outermost, shares one whole (retried) call.
+    // coalesce: outermost, shares one whole (retried) call. The shared
+    // future is pinned in place, so `run` holds a reference, not a copy.
     if let Some(c) = &config.coalesce {
         statics.extend(quote! {
             static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::new();
         });
         let key = coalesce_key(k, c, &f);
         let marker = instantiation_marker(&f);
+        let move_kw = config.retry.is_none().then(|| quote!(move));
         body = quote!({
             let __limit_key = #key;
-            __COALESCE.run::<#marker, _, _>(__limit_key, #fut).await
+            let __limit_call = ::core::pin::pin!(async #move_kw #body);
+            __COALESCE.run::<#marker, _, _>(__limit_key, __limit_call).await
         });
     }
 
+    finish(config, f, statics, body)
+}
+
+fn finish(config: &Config, mut f: ItemFn, statics: TokenStream, body: TokenStream) -> TokenStream {
     // Mention the attributes this expansion absorbed, so their imports
     // count as used.
     let absorbed = &config.absorbed;
@@ -196,7 +234,7 @@ fn retry_loop(
     k: &syn::Path,
     r: &Retry,
     clones: &TokenStream,
-    fut: &TokenStream,
+    attempt: &TokenStream,
     output: &ReturnType,
 ) -> TokenStream {
     let when = r
@@ -227,7 +265,7 @@ fn retry_loop(
         loop {
             let __limit_outcome = {
                 #clones
-                #fut.await
+                #attempt
             };
             match __limit_retry.check(#outcome, #when, #hint, #on_retry) {
                 #k::retry::Step::Done(__limit_out) => break __limit_out,

@@ -135,11 +135,18 @@ pub fn collect(kind: Kind, args: TokenStream, f: &mut ItemFn, errors: &mut Error
             kept.push(attr);
             continue;
         };
-        let span = attr.path().segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+        let span = attr
+            .path()
+            .segments
+            .last()
+            .map_or_else(Span::call_site, |s| s.ident.span());
         if seen.contains(&other) {
             errors.at(
                 span,
-                format_args!("duplicate #[{}] attribute: merge their options into one", other.name()),
+                format_args!(
+                    "duplicate #[{}] attribute: merge their options into one",
+                    other.name()
+                ),
             );
             continue;
         }

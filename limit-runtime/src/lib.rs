@@ -2,14 +2,256 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod coalesce;
 mod limiter;
 pub mod retry;
 mod sem;
 
 pub use limiter::{limiter, limiters, Acquire, Limiter, LimiterStats, Permit, StaticLimiter};
 
+/// Limits how many calls run at once, across the whole process.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use limit_runtime::limited;
+///
+/// const ADDRESS_PARALLELISM: usize = 10;
+///
+/// // At most 10 bodies of all functions named "address" run at once.
+/// #[limited(name = "address", max = 10)]
+/// async fn fetch_address(id: u64) -> Result<String, std::io::Error> {
+///     Ok(format!("address of {id}"))
+/// }
+///
+/// #[limited(name = "address", max = ADDRESS_PARALLELISM)] // any const expression
+/// async fn fetch_addresses(ids: &[u64]) -> usize {
+///     ids.len()
+/// }
+///
+/// #[limited(max = 4)] // a limiter of this function's own
+/// async fn resize(img: &[u8]) -> Vec<u8> {
+///     img.to_vec()
+/// }
+///
+/// assert_eq!(fetch_address(1).await.unwrap(), "address of 1");
+/// assert_eq!(fetch_addresses(&[1, 2]).await, 2);
+/// assert_eq!(resize(b"png").await, b"png");
+/// let address = limit_runtime::limiter("address").unwrap();
+/// assert_eq!((address.max(), address.active()), (10, 0));
+/// # }
+/// ```
+///
+/// | option | value | meaning |
+/// |---|---|---|
+/// | `name` | string literal | Every function with this name shares one limiter, in whichever crate it is written. Without it, the function gets a limiter of its own, labelled `module::path::function`. |
+/// | `max` | required: an integer ≥ 1, or a const expression of type `usize` | At most `max` bodies run at once under the limiter. |
+/// | `crate` | string literal path | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
+///
+/// Waiters start in first-come, first-served order. A caller dropped while
+/// waiting leaves the queue; a body that finishes, fails, panics or is
+/// dropped gives its permit back. The name is looked up once per function
+/// (in a `static`), so a call costs one uncontended compare-and-swap to
+/// enter and one to leave.
+///
+/// Two declarations of one name with different `max` are a bug: on the
+/// first call of the second one, debug builds panic with a message naming
+/// the limiter and both declarations (`file:line`); release builds keep the
+/// first. A body that calls a function under a limiter its own task already
+/// holds can deadlock once the limiter is full: give nested calls their own
+/// name.
+///
+/// The same code without the macro (what `cargo expand` shows, trimmed):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use limit_runtime::StaticLimiter;
+///
+/// async fn fetch_address(id: u64) -> Result<String, std::io::Error> {
+///     // `new` records this line, for the message of a conflicting `max`.
+///     static __LIMITED: StaticLimiter = StaticLimiter::new("address", 10);
+///     __LIMITED.run(async move { Ok(format!("address of {id}")) }).await
+/// }
+/// # assert!(fetch_address(1).await.is_ok());
+/// # }
+/// ```
 #[cfg(feature = "macros")]
-pub use limit_macros::{coalesce, limited, retry};
+pub use limit_macros::limited;
+
+/// Retries a failing call with exponential backoff and jitter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use limit_runtime::retry;
+///
+/// #[derive(Debug)]
+/// enum ApiError {
+///     Unavailable { retry_after: Option<Duration> },
+///     NotFound,
+/// }
+///
+/// impl ApiError {
+///     fn is_transient(&self) -> bool {
+///         matches!(self, ApiError::Unavailable { .. })
+///     }
+///     fn retry_after(&self) -> Option<Duration> {
+///         match self {
+///             ApiError::Unavailable { retry_after } => *retry_after,
+///             ApiError::NotFound => None,
+///         }
+///     }
+/// }
+///
+/// fn log_retry(e: &ApiError, attempt: u32, delay: Duration) {
+///     eprintln!("attempt {attempt} failed ({e:?}); retrying in {delay:?}");
+/// }
+///
+/// static CALLS: AtomicU32 = AtomicU32::new(0);
+///
+/// #[retry(attempts = 5, initial = "200ms", max_delay = "5s", multiplier = 3,
+///         jitter = "equal", max_elapsed = "30s",
+///         when = ApiError::is_transient,
+///         delay_hint = ApiError::retry_after,
+///         on_retry = log_retry)]
+/// async fn put_object(key: &str, body: Vec<u8>) -> Result<usize, ApiError> {
+///     if CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+///         return Err(ApiError::Unavailable { retry_after: None });
+///     }
+///     Ok(key.len() + body.len())
+/// }
+///
+/// #[retry] // 3 attempts, 100ms, ×2, full jitter, at most 10s apart
+/// async fn get(id: u64) -> Result<u64, ApiError> {
+///     if id == 0 { Err(ApiError::NotFound) } else { Ok(id) }
+/// }
+///
+/// assert_eq!(put_object("k", vec![1, 2]).await.unwrap(), 3);
+/// assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+/// assert!(get(0).await.is_err());
+/// # }
+/// ```
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `attempts` | `3` | Total calls of the body, the first included (≥ 1). |
+/// | `initial` | `"100ms"` | Base delay before the first retry. |
+/// | `multiplier` | `2` | Growth of the base delay per retry (a number ≥ 1). |
+/// | `max_delay` | `"10s"` | Cap on any single scheduled delay. |
+/// | `jitter` | `"full"` | `"none"`: the base. `"full"`: uniform in `[0, base]`. `"equal"`: `base/2` + uniform in `[0, base/2]`. `"decorrelated"`: uniform in `[initial, 3 × previous delay]`, capped at `max_delay`. |
+/// | `max_elapsed` | none | No attempt starts after this much time since the first began; a delay that would end past it is not slept, and the last error is returned at once. |
+/// | `when` | every error | `fn(&E) -> bool` (a path or a closure): `false` returns the error at once. |
+/// | `delay_hint` | none | `fn(&E) -> Option<Duration>`: `Some(d)` makes the next delay `d` (still bounded by `max_elapsed`), e.g. from a `Retry-After` header. |
+/// | `on_retry` | none | `fn(&E, u32, Duration)`, called before each backoff sleep with the error, the 1-based number of the attempt that failed and the delay. |
+/// | `policy` | none | Cargo feature `backoff`: an expression giving any `backoff::backoff::Backoff`, used instead of the schedule above (`initial`, `multiplier`, `max_delay` and `jitter` are then rejected; without `attempts`, the policy alone decides when to stop). |
+/// | `crate` | `"::limit_runtime"` | Where the runtime is, if renamed or re-exported. |
+///
+/// Durations are string literals with a unit: `"250ms"`, `"2s"`, `"1.5s"`,
+/// `"3m"`, `"1h"` (also `ns` and `us`), checked at compile time. The base
+/// delay before retry `n` is `min(max_delay, initial × multiplier^(n−1))`;
+/// the arithmetic saturates for any option values.
+///
+/// The function must return a `Result` (aliases such as `io::Result<T>`
+/// work). Each attempt runs the whole body again with fresh clones of the
+/// owned arguments, which must be `Clone`; reference arguments and the
+/// receiver are reused, so `&mut self` works. Sleeps use tokio's timer, so
+/// tests under `#[tokio::test(start_paused = true)]` are exact and instant.
+/// Dropping the call during a sleep or an attempt cancels it: nothing keeps
+/// running. With `#[limited]` on the same function, each attempt takes its
+/// own permit and gives it back before the sleep, whatever order the
+/// attributes are written in: a call never holds capacity while it sleeps.
+///
+/// The same code without the macro (what `cargo expand` shows, trimmed):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::retry::{self, RetryPolicy, Step};
+/// use std::time::Duration;
+///
+/// async fn put_object(key: &str, body: Vec<u8>) -> Result<usize, String> {
+///     static __RETRY: RetryPolicy = RetryPolicy::new()
+///         .attempts(5)
+///         .initial(Duration::from_millis(200));
+///     let mut state = __RETRY.begin();
+///     loop {
+///         let outcome = {
+///             let body = body.clone(); // a fresh clone per attempt
+///             async { Ok::<_, String>(key.len() + body.len()) }.await
+///         };
+///         match state.check(outcome, retry::any_error, retry::no_hint, retry::no_hook) {
+///             Step::Done(out) => break out,
+///             Step::Retry(delay) => retry::sleep(delay).await,
+///         }
+///     }
+/// }
+/// # assert_eq!(put_object("k", vec![1]).await, Ok(2));
+/// # }
+/// ```
+#[cfg(feature = "macros")]
+pub use limit_macros::retry;
+
+/// Makes concurrent identical calls share one execution (single-flight).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use limit_runtime::coalesce;
+///
+/// static LOADS: AtomicU32 = AtomicU32::new(0);
+///
+/// #[coalesce]
+/// async fn load_config(tenant: &str) -> Arc<String> {
+///     LOADS.fetch_add(1, Ordering::SeqCst);
+///     tokio::task::yield_now().await; // the other calls arrive meanwhile
+///     Arc::new(format!("config of {tenant}"))
+/// }
+///
+/// struct Profiles;
+///
+/// impl Profiles {
+///     // Key on the user and region only: calls with other trace ids, and
+///     // on other `Profiles` instances, share too.
+///     #[coalesce(key = (user_id, region.clone()))]
+///     async fn fetch(&self, user_id: u64, region: String, trace: u128) -> Result<String, Arc<std::io::Error>> {
+///         let _ = trace;
+///         Ok(format!("{user_id}@{region}"))
+///     }
+/// }
+///
+/// let (a, b, c) = tokio::join!(load_config("acme"), load_config("acme"), load_config("other"));
+/// assert!(Arc::ptr_eq(&a, &b));
+/// assert_eq!(*c, "config of other");
+/// assert_eq!(LOADS.load(Ordering::SeqCst), 2);
+/// assert_eq!(Profiles.fetch(1, "eu".into(), 9).await.unwrap(), "1@eu");
+/// # }
+/// ```
+///
+/// | option | meaning |
+/// |---|---|
+/// | `key` | An expression over the arguments giving the key (`Hash + Eq + Send + Sync + 'static`). Default: every argument but the receiver, owned (`&str` becomes `String`, `&T` becomes `T::to_owned()`), plus, for methods, the receiver's address (for `self: Arc<Self>` the shared value's), so calls on two instances never share. |
+/// | `crate` | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
+///
+/// While a call with key `K` runs, every other call of the same function
+/// with an equal key waits and receives a clone of its output: the output
+/// must be `Clone` (wrap it in `Arc`). Nothing is kept once the call
+/// completes. Different functions never share, and each instantiation of a
+/// generic function has its own group (type and `usize` const parameters,
+/// and `Self` for methods, tell instantiations apart; `impl Trait` argument
+/// types do not). The key is computed before the body starts: a `key`
+/// expression that moves an argument leaves the body without it, so clone
+/// what the body still needs.
+///
+/// No task is spawned and no `'static` bound is added. If the caller running
+/// the body is dropped, or the body panics, one waiter takes over and runs
+/// its own body; the panic reaches only its own caller. Waiters never hang,
+/// and the body never runs twice at once for one key. With `#[retry]` and
+/// `#[limited]`, the order is always `coalesce → retry → limited → body`:
+/// concurrent identical calls share one whole retried call.
+///
+/// The same code without the macro is shown in [`coalesce`](mod@coalesce).
+#[cfg(feature = "macros")]
+pub use limit_macros::coalesce;
 
 /// Items the attribute macros expand to. Not a stable API: use the public
 /// items of this crate when writing the same code by hand.
@@ -27,6 +269,7 @@ pub mod __private {
         fn clone_for_retry(&self) -> Self;
     }
 
+    #[diagnostic::do_not_recommend]
     impl<T: Clone> RetryArg for T {
         #[inline]
         fn clone_for_retry(&self) -> Self {
@@ -47,6 +290,7 @@ pub mod __private {
     )]
     pub trait KeyPart: Clone + Hash + Eq + Send + Sync + 'static {}
 
+    #[diagnostic::do_not_recommend]
     impl<T: Clone + Hash + Eq + Send + Sync + 'static> KeyPart for T {}
 
     #[inline]
@@ -66,7 +310,7 @@ pub mod __private {
 
     /// The `key = ...` expression, checked where it is written.
     #[inline]
-    pub fn key_expr<K: Hash + Eq + Send + Sync + 'static>(key: K) -> K {
+    pub fn key_expr<K: crate::coalesce::CoalesceKey>(key: K) -> K {
         key
     }
 

@@ -213,7 +213,10 @@ impl Limiter {
 
     /// Takes a permit if one is free and nobody is waiting for one.
     pub fn try_acquire(&self) -> Option<Permit<'_>> {
-        self.inner.sem.try_acquire().then(|| Permit { limiter: self })
+        self.inner
+            .sem
+            .try_acquire()
+            .then(|| Permit { limiter: self })
     }
 
     /// A copy of the limiter's counters.

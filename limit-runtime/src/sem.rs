@@ -81,17 +81,24 @@ struct Queue {
     len: usize,
     /// Slots owned by a caller: queued, or granted and not yet collected.
     used: usize,
-    /// Time origin for `Node::since`, so a node stores 8 bytes, not 16.
-    epoch: Instant,
 }
 
+/// 24 bytes: what a queued caller costs beyond its own future.
 struct Node {
     waker: Option<Waker>,
+    /// The previous node, `NIL` at the head, or `GRANTED` once a permit
+    /// was handed to this node's owner (it is then out of the list).
     prev: u32,
+    /// The next node (`NIL` at the tail), or the next free slot.
     next: u32,
-    granted: bool,
-    /// Nanoseconds after `Queue::epoch` at which the caller queued.
-    since: u64,
+}
+
+const GRANTED: u32 = NIL - 1;
+
+impl Node {
+    fn granted(&self) -> bool {
+        self.prev == GRANTED
+    }
 }
 
 impl Queue {
@@ -103,24 +110,15 @@ impl Queue {
             free: NIL,
             len: 0,
             used: 0,
-            epoch: Instant::now(),
         }
-    }
-
-    fn now_ns(&self) -> u64 {
-        let d = Instant::now().saturating_duration_since(self.epoch);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Appends a waiter and returns its slot.
     fn push(&mut self, waker: Waker) -> u32 {
-        let since = self.now_ns();
         let node = Node {
             waker: Some(waker),
             prev: self.tail,
             next: NIL,
-            granted: false,
-            since,
         };
         let idx = if self.free != NIL {
             let idx = self.free;
@@ -168,7 +166,7 @@ impl Queue {
     fn release_slot(&mut self, idx: u32) {
         let n = &mut self.nodes[idx as usize];
         n.waker = None;
-        n.granted = false;
+        n.prev = NIL;
         n.next = self.free;
         self.free = idx;
         self.used -= 1;
@@ -243,7 +241,9 @@ impl Semaphore {
         }
     }
 
-    fn note_waited(&self, ns: u64) {
+    fn note_waited(&self, since: Instant) {
+        let waited = Instant::now().saturating_duration_since(since);
+        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         let s = &self.stats;
         s.waited.fetch_add(1, Ordering::Relaxed);
         s.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
@@ -317,13 +317,10 @@ impl Semaphore {
             return None;
         }
         q.unlink(idx);
-        let now = q.now_ns();
         let node = &mut q.nodes[idx as usize];
-        node.granted = true;
-        let waited = now.saturating_sub(node.since);
+        node.prev = GRANTED;
         let waker = node.waker.take();
         self.after_dequeue(q);
-        self.note_waited(waited);
         waker
     }
 
@@ -368,6 +365,7 @@ impl Semaphore {
         Acquire {
             sem: self,
             slot: NOT_QUEUED,
+            since: None,
         }
     }
 }
@@ -384,6 +382,8 @@ pub(crate) struct Acquire<'a> {
     sem: &'a Semaphore,
     /// `NOT_QUEUED`, `DONE`, or the caller's slot in the queue.
     slot: u32,
+    /// When the caller queued (for the wait-time counters).
+    since: Option<Instant>,
 }
 
 impl Future for Acquire<'_> {
@@ -422,17 +422,22 @@ impl Future for Acquire<'_> {
                 }
                 this.slot = q.push(cx.waker().clone());
                 sem.waiting.store(q.len, Ordering::Relaxed);
+                drop(q);
+                this.since = Some(Instant::now());
                 Poll::Pending
             }
             idx => {
                 let mut q = lock(&sem.queue);
                 let node = &mut q.nodes[idx as usize];
-                if node.granted {
+                if node.granted() {
                     q.release_slot(idx);
                     drop(q);
                     this.slot = DONE;
                     let free = permits(sem.state.load(Ordering::Relaxed));
                     sem.note_acquired(free);
+                    if let Some(since) = this.since {
+                        sem.note_waited(since);
+                    }
                     return Poll::Ready(());
                 }
                 match &mut node.waker {
@@ -453,7 +458,7 @@ impl Drop for Acquire<'_> {
         }
         let sem = self.sem;
         let mut q = lock(&sem.queue);
-        let waker = if q.nodes[idx as usize].granted {
+        let waker = if q.nodes[idx as usize].granted() {
             // A permit was handed to us: pass it on.
             q.release_slot(idx);
             sem.release_locked(&mut q)

@@ -9,23 +9,11 @@ pub async fn fetch_address(id: u64) -> Result<Address, Error> {
         ADDRESS_PARALLELISM,
     );
     {
-        __LIMITED
-            .run(async move {
-                #[allow(
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::needless_return
-                )]
-                if false {
-                    let __limit_return: Result<Address, Error> = loop {};
-                    return __limit_return;
-                }
-                {
-                    let _ = id;
-                    Ok(Address)
-                }
-            })
-            .await
+        let __limit_permit = __LIMITED.acquire().await;
+        {
+            let _ = id;
+            Ok(Address)
+        }
     }
 }
 /// A limiter of its own.
@@ -35,20 +23,8 @@ async fn resize(img: &[u8]) -> Vec<u8> {
         4,
     );
     {
-        __LIMITED
-            .run(async move {
-                #[allow(
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::needless_return
-                )]
-                if false {
-                    let __limit_return: Vec<u8> = loop {};
-                    return __limit_return;
-                }
-                { img.to_vec() }
-            })
-            .await
+        let __limit_permit = __LIMITED.acquire().await;
+        { img.to_vec() }
     }
 }
 fn main() {}
