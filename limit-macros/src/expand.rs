@@ -126,7 +126,7 @@ fn guarded_body(f: &ItemFn) -> TokenStream {
         ReturnType::Type(..) => return quote!(#block),
     };
     let fake = quote_spanned! {span=>
-        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::empty_loop, clippy::needless_return)]
         if false {
             let __limit_return: #ty = loop {};
             return __limit_return;

@@ -49,7 +49,8 @@ pub async fn fetch_addresses(user_id: u64) -> Result<std::sync::Arc<Vec<Address>
                                         async {
 
                                                 #[allow(unreachable_code, clippy ::
-                                                diverging_sub_expression, clippy :: needless_return)]
+                                                diverging_sub_expression, clippy :: empty_loop, clippy ::
+                                                needless_return)]
                                                 if false {
                                                     let __limit_return:
                                                             Result<std::sync::Arc<Vec<Address>>, ApiError> = loop {};

@@ -21,6 +21,7 @@ pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
                     #[allow(
                         unreachable_code,
                         clippy::diverging_sub_expression,
+                        clippy::empty_loop,
                         clippy::needless_return
                     )]
                     if false {
