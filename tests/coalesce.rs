@@ -170,10 +170,8 @@ async fn each_instantiation_of_a_generic_function_has_its_own_group() {
     assert_eq!(GENERIC_RUNS.load(Ordering::SeqCst), 2);
 }
 
-static LEADER_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-async fn slow(id: u32, gate: Arc<Notify>, fail: bool) -> u32 {
-    LEADER_RUNS.fetch_add(1, Ordering::SeqCst);
+async fn slow(id: u32, gate: Arc<Notify>, fail: bool, runs: Arc<AtomicUsize>) -> u32 {
+    runs.fetch_add(1, Ordering::SeqCst);
     gate.notified().await;
     if fail {
         panic!("leader failed");
@@ -181,29 +179,26 @@ async fn slow(id: u32, gate: Arc<Notify>, fail: bool) -> u32 {
     id
 }
 
-// The gate is not part of a sensible key; key on the id only.
+// The gate and the counter are not part of a sensible key; key on the id.
 #[coalesce(key = id)]
-async fn slow_keyed(id: u32, gate: Arc<Notify>, fail: bool) -> u32 {
-    slow(id, gate, fail).await
+async fn slow_keyed(id: u32, gate: Arc<Notify>, fail: bool, runs: Arc<AtomicUsize>) -> u32 {
+    slow(id, gate, fail, runs).await
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_leader_hands_over_to_a_waiter() {
     let gate = Arc::new(Notify::new());
-    let leader = tokio::spawn(slow_keyed(1, gate.clone(), false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let leader = tokio::spawn(slow_keyed(1, gate.clone(), false, runs.clone()));
     tokio::task::yield_now().await;
     let waiters: Vec<_> = (0..5)
-        .map(|_| tokio::spawn(slow_keyed(1, gate.clone(), false)))
+        .map(|_| tokio::spawn(slow_keyed(1, gate.clone(), false, runs.clone())))
         .collect();
     tokio::task::yield_now().await;
-    let before = LEADER_RUNS.load(Ordering::SeqCst);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "only the leader runs");
     leader.abort();
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(
-        LEADER_RUNS.load(Ordering::SeqCst),
-        before + 1,
-        "one waiter took over"
-    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one waiter took over");
     gate.notify_waiters();
     for w in waiters {
         assert_eq!(w.await.unwrap(), 1);
@@ -213,10 +208,11 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_leader_reaches_only_its_caller() {
     let gate = Arc::new(Notify::new());
-    let leader = tokio::spawn(slow_keyed(2, gate.clone(), true));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let leader = tokio::spawn(slow_keyed(2, gate.clone(), true, runs.clone()));
     tokio::task::yield_now().await;
     let waiters: Vec<_> = (0..5)
-        .map(|_| tokio::spawn(slow_keyed(2, gate.clone(), false)))
+        .map(|_| tokio::spawn(slow_keyed(2, gate.clone(), false, runs.clone())))
         .collect();
     tokio::task::yield_now().await;
     gate.notify_waiters();
@@ -226,6 +222,11 @@ async fn a_panicking_leader_reaches_only_its_caller() {
     for w in waiters {
         assert_eq!(w.await.unwrap(), 2, "waiters get the take-over's result");
     }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the panicking leader and one take-over"
+    );
 }
 
 static PIPELINE_BODY: AtomicU32 = AtomicU32::new(0);
