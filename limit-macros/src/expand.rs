@@ -76,7 +76,7 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // retry: a loop of attempts, each with fresh clones of owned arguments.
     let mut body = match &config.retry {
         Some(r) => {
-            statics.extend(retry_static(k, r));
+            statics.extend(retry_static(k, r, &fn_name));
             let clones = fresh_clones(k, &mut f);
             retry_loop(k, r, &clones, &attempt, &f.sig.output)
         }
@@ -86,8 +86,9 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // coalesce: outermost, shares one whole (retried) call. The shared
     // future is pinned in place, so `run` holds a reference, not a copy.
     if let Some(c) = &config.coalesce {
+        let name = fn_path(&fn_name);
         statics.extend(quote! {
-            static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::new();
+            static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::named(#name);
         });
         let key = coalesce_key(k, c, &f);
         let marker = instantiation_marker(&f);
@@ -155,11 +156,8 @@ fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
     let decl = match &l.name {
         Some(name) => quote_spanned!(span=> #k::StaticLimiter::new(#name, #max)),
         None => {
-            let suffix = format!("::{fn_name}");
-            quote_spanned!(span=> #k::StaticLimiter::private(
-                ::core::concat!(::core::module_path!(), #suffix),
-                #max
-            ))
+            let name = fn_path(fn_name);
+            quote_spanned!(span=> #k::StaticLimiter::private(#name, #max))
         }
     };
     quote! {
@@ -167,7 +165,14 @@ fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
     }
 }
 
-fn retry_static(k: &syn::Path, r: &Retry) -> TokenStream {
+/// `concat!(module_path!(), "::name")`: how limiters, retry and coalesce
+/// counters name the function.
+fn fn_path(fn_name: &str) -> TokenStream {
+    let suffix = format!("::{fn_name}");
+    quote!(::core::concat!(::core::module_path!(), #suffix))
+}
+
+fn retry_static(k: &syn::Path, r: &Retry, fn_name: &str) -> TokenStream {
     let mut calls = TokenStream::new();
     if let Some(a) = &r.attempts {
         calls.extend(quote!(.attempts(#a)));
@@ -196,8 +201,10 @@ fn retry_static(k: &syn::Path, r: &Retry) -> TokenStream {
         // With a policy, the policy alone decides when to stop.
         calls.extend(quote!(.attempts(::core::primitive::u32::MAX)));
     }
+    let name = fn_path(fn_name);
     quote! {
-        static __RETRY: #k::retry::RetryPolicy = #k::retry::RetryPolicy::new()#calls;
+        static __RETRY: #k::retry::StaticRetry =
+            #k::retry::StaticRetry::new(#name, #k::retry::RetryPolicy::new()#calls);
     }
 }
 

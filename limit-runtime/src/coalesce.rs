@@ -843,8 +843,60 @@ impl<K: Eq, V> Drop for Lead<'_, K, V> {
 /// # }
 /// ```
 pub struct StaticGroup {
+    name: &'static str,
     first: OnceLock<Instance>,
     more: Mutex<Vec<Instance>>,
+}
+
+/// Every `StaticGroup` used so far, for [`stats`].
+static USED: Mutex<Vec<&'static StaticGroup>> = Mutex::new(Vec::new());
+
+/// Counters of one `#[coalesce]` function (one [`StaticGroup`]), from
+/// [`stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CoalesceStats {
+    /// The function's path (`module::path::function`), or the name given to
+    /// [`StaticGroup::named`].
+    pub name: String,
+    /// Bodies run (leaders, take-overs included).
+    pub runs: u64,
+    /// Calls that received another call's result instead of running.
+    pub shared: u64,
+    /// Keys in flight now.
+    pub in_flight: usize,
+}
+
+/// The counters of every [`StaticGroup`] (every `#[coalesce]` function)
+/// used so far in the process, sorted by name. Reading them takes no lock
+/// that a call holds for more than a list update.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use limit_runtime::coalesce::{self, StaticGroup};
+///
+/// static GROUP: StaticGroup = StaticGroup::named("doc::load");
+/// GROUP.run::<(), _, _>(1_u32, async { 'x' }).await;
+/// let s = coalesce::stats().into_iter().find(|s| s.name == "doc::load").unwrap();
+/// assert_eq!((s.runs, s.shared), (1, 0));
+/// # }
+/// ```
+pub fn stats() -> Vec<CoalesceStats> {
+    let used: Vec<&'static StaticGroup> = lock(&USED).clone();
+    let mut all: Vec<CoalesceStats> = used
+        .into_iter()
+        .map(|g| {
+            let s = g.stats();
+            CoalesceStats {
+                name: g.name.to_owned(),
+                runs: s.runs,
+                shared: s.shared,
+                in_flight: s.in_flight,
+            }
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 #[derive(Clone, Copy)]
@@ -885,12 +937,25 @@ impl Instance {
 }
 
 impl StaticGroup {
-    /// A `StaticGroup` with no group yet.
+    /// A `StaticGroup` with no group yet, listed by [`stats`] as
+    /// `"(unnamed)"`.
     pub const fn new() -> Self {
+        StaticGroup::named("(unnamed)")
+    }
+
+    /// A `StaticGroup` listed by [`stats`] under `name` (the macro uses
+    /// the function's path).
+    pub const fn named(name: &'static str) -> Self {
         StaticGroup {
+            name,
             first: OnceLock::new(),
             more: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The name given to [`named`](StaticGroup::named).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// [`Group::run`] on the group of instantiation `(M, K, F::Output)`.
@@ -943,7 +1008,10 @@ impl StaticGroup {
         &'static self,
         id: TypeId,
     ) -> &'static Group<K, V> {
-        let first = self.first.get_or_init(|| Instance::new::<K, V>(id));
+        let first = self.first.get_or_init(|| {
+            lock(&USED).push(self);
+            Instance::new::<K, V>(id)
+        });
         if first.id == id {
             return first.get();
         }

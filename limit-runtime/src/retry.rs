@@ -1,5 +1,5 @@
 //! Retry with exponential backoff and jitter: the runtime behind
-//! [`#[retry]`](crate::retry).
+//! [`#[retry]`](macro@crate::retry).
 //!
 //! A [`RetryPolicy`] is a plain value, built in `const` context, so it can
 //! live in a `static`. One call of a retried function walks it with a
@@ -37,6 +37,9 @@
 //! number.
 
 use std::future::Future;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -191,6 +194,7 @@ impl RetryPolicy {
     pub fn begin_with<S: Schedule>(&self, schedule: S) -> Retrying<'_, S> {
         Retrying {
             policy: self,
+            counters: None,
             schedule,
             attempt: 0,
             started: self.max_elapsed.map(|_| Instant::now()),
@@ -315,6 +319,7 @@ impl Schedule for Builtin {
 #[derive(Debug)]
 pub struct Retrying<'a, S> {
     policy: &'a RetryPolicy,
+    counters: Option<&'a Counters>,
     schedule: S,
     attempt: u32,
     started: Option<Instant>,
@@ -352,26 +357,175 @@ impl<S: Schedule> Retrying<'_, S> {
         let Some(err) = outcome.error() else {
             return Step::Done(outcome);
         };
-        if self.attempt >= self.policy.attempts || !when(err) {
+        if !when(err) {
+            self.count(|c| &c.not_retryable);
             return Step::Done(outcome);
+        }
+        if self.attempt >= self.policy.attempts {
+            return self.give_up(outcome);
         }
         let scheduled = self.schedule.next_delay(self.attempt);
         let delay = match delay_hint(err) {
             Some(hinted) => hinted,
             None => match scheduled {
                 Some(d) => d,
-                None => return Step::Done(outcome),
+                None => return self.give_up(outcome),
             },
         };
         if let (Some(limit), Some(started)) = (self.policy.max_elapsed, self.started) {
             let ends = started.elapsed().saturating_add(delay);
             if ends > limit {
-                return Step::Done(outcome);
+                return self.give_up(outcome);
             }
         }
+        self.count(|c| &c.retries);
         on_retry(err, self.attempt, delay);
         Step::Retry(delay)
     }
+
+    fn count(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {
+        if let Some(c) = self.counters {
+            which(c).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn give_up<R>(&self, outcome: R) -> Step<R> {
+        self.count(|c| &c.gave_up);
+        Step::Done(outcome)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    retries: AtomicU64,
+    gave_up: AtomicU64,
+    not_retryable: AtomicU64,
+}
+
+/// A [`RetryPolicy`] declared in a `static`, with counters for the
+/// function that uses it: what `#[retry]` expands to.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::retry::{self, RetryPolicy, StaticRetry, Step};
+///
+/// static POLICY: StaticRetry = StaticRetry::new("doc::fetch", RetryPolicy::new().attempts(2));
+///
+/// let mut state = POLICY.begin();
+/// let mut outcome: Result<(), &str> = Err("first");
+/// while let Step::Retry(delay) = state.check(outcome, retry::any_error, retry::no_hint, retry::no_hook) {
+///     retry::sleep(delay).await;
+///     outcome = Ok(());
+/// }
+/// let s = POLICY.stats();
+/// assert_eq!((s.calls, s.attempts, s.retries, s.gave_up), (1, 2, 1, 0));
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct StaticRetry {
+    name: &'static str,
+    policy: RetryPolicy,
+    counters: Counters,
+    listed: OnceLock<()>,
+}
+
+/// Every `StaticRetry` used so far, for [`stats`].
+static USED: Mutex<Vec<&'static StaticRetry>> = Mutex::new(Vec::new());
+
+/// Counters of one `#[retry]` function, from [`stats`] or
+/// [`StaticRetry::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// The function's path (`module::path::function`).
+    pub name: String,
+    /// Calls started.
+    pub calls: u64,
+    /// Attempts made: first attempts plus retries.
+    pub attempts: u64,
+    /// Retries: attempts after the first.
+    pub retries: u64,
+    /// Calls that returned an error because attempts, `max_elapsed` or the
+    /// schedule ran out.
+    pub gave_up: u64,
+    /// Calls that returned an error that `when` said not to retry.
+    pub not_retryable: u64,
+}
+
+impl StaticRetry {
+    /// A policy for the function called `name`.
+    pub const fn new(name: &'static str, policy: RetryPolicy) -> Self {
+        StaticRetry {
+            name,
+            policy,
+            counters: Counters {
+                calls: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                gave_up: AtomicU64::new(0),
+                not_retryable: AtomicU64::new(0),
+            },
+            listed: OnceLock::new(),
+        }
+    }
+
+    /// The name it was given.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Starts one call (counted) with the policy's own schedule.
+    #[inline]
+    pub fn begin(&'static self) -> Retrying<'static, Builtin> {
+        self.begin_with(Builtin::new(self.policy))
+    }
+
+    /// Starts one call (counted) with another schedule.
+    #[inline]
+    pub fn begin_with<S: Schedule>(&'static self, schedule: S) -> Retrying<'static, S> {
+        self.listed.get_or_init(|| {
+            USED.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self)
+        });
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.policy.begin_with(schedule);
+        state.counters = Some(&self.counters);
+        state
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> RetryStats {
+        let c = &self.counters;
+        let calls = c.calls.load(Ordering::Relaxed);
+        let retries = c.retries.load(Ordering::Relaxed);
+        RetryStats {
+            name: self.name.to_owned(),
+            calls,
+            attempts: calls + retries,
+            retries,
+            gave_up: c.gave_up.load(Ordering::Relaxed),
+            not_retryable: c.not_retryable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Deref for StaticRetry {
+    type Target = RetryPolicy;
+
+    fn deref(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
+/// The counters of every [`StaticRetry`] (every `#[retry]` function) used
+/// so far in the process, sorted by name.
+pub fn stats() -> Vec<RetryStats> {
+    let used: Vec<&'static StaticRetry> =
+        USED.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut all: Vec<RetryStats> = used.iter().map(|r| r.stats()).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 /// The outcome of a retried function: a `Result`.

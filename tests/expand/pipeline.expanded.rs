@@ -29,10 +29,12 @@ pub async fn fetch_addresses(user_id: u64) -> Result<std::sync::Arc<Vec<Address>
     use retry as _;
     static __LIMITED: ::limit_runtime::StaticLimiter =
         ::limit_runtime::StaticLimiter::new("address", 10);
-    static __RETRY: ::limit_runtime::retry::RetryPolicy =
-        ::limit_runtime::retry::RetryPolicy::new().attempts(4);
+    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
+        "macrotest003::fetch_addresses",
+        ::limit_runtime::retry::RetryPolicy::new().attempts(4),
+    );
     static __COALESCE: ::limit_runtime::coalesce::StaticGroup =
-        ::limit_runtime::coalesce::StaticGroup::new();
+        ::limit_runtime::coalesce::StaticGroup::named("macrotest003::fetch_addresses");
     {
         let __limit_key = (::limit_runtime::__private::key_part(&user_id),);
         let __limit_call = {

@@ -6,12 +6,15 @@ impl ApiError {
     }
 }
 pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
-    static __RETRY: ::limit_runtime::retry::RetryPolicy = ::limit_runtime::retry::RetryPolicy::new()
-        .attempts(5)
-        .initial(::core::time::Duration::from_millis(200u64))
-        .multiplier(3f64)
-        .max_delay(::core::time::Duration::from_secs(5u64))
-        .jitter(::limit_runtime::retry::Jitter::Equal);
+    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
+        "macrotest005::put_object",
+        ::limit_runtime::retry::RetryPolicy::new()
+            .attempts(5)
+            .initial(::core::time::Duration::from_millis(200u64))
+            .multiplier(3f64)
+            .max_delay(::core::time::Duration::from_secs(5u64))
+            .jitter(::limit_runtime::retry::Jitter::Equal),
+    );
     {
         let mut __limit_retry = __RETRY.begin();
         loop {
