@@ -39,7 +39,7 @@
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -178,19 +178,22 @@ impl RetryPolicy {
     /// included (one value per retry, `attempts − 1` in all).
     pub fn delays(&self) -> Delays {
         Delays {
-            schedule: Builtin::new(*self),
+            policy: *self,
+            schedule: Builtin::default(),
             retry: 0,
             retries: self.attempts.saturating_sub(1),
         }
     }
 
     /// Starts one call's walk through the schedule.
+    #[inline]
     pub fn begin(&self) -> Retrying<'_, Builtin> {
-        self.begin_with(Builtin::new(*self))
+        self.begin_with(Builtin::default())
     }
 
     /// Starts one call's walk with a schedule of its own (see
     /// [`Schedule`]); the attempt limit and `max_elapsed` still apply.
+    #[inline]
     pub fn begin_with<S: Schedule>(&self, schedule: S) -> Retrying<'_, S> {
         Retrying {
             policy: self,
@@ -238,6 +241,7 @@ impl RetryPolicy {
 /// The delays of a [`RetryPolicy`], from [`RetryPolicy::delays`].
 #[derive(Debug)]
 pub struct Delays {
+    policy: RetryPolicy,
     schedule: Builtin,
     retry: u32,
     retries: u32,
@@ -251,7 +255,7 @@ impl Iterator for Delays {
             return None;
         }
         self.retry += 1;
-        self.schedule.next_delay(self.retry)
+        self.schedule.next_delay(&self.policy, self.retry)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -263,23 +267,15 @@ impl Iterator for Delays {
 /// A source of delays between attempts.
 pub trait Schedule {
     /// The delay before retry `n` (1-based), or `None` to stop retrying.
-    fn next_delay(&mut self, n: u32) -> Option<Duration>;
+    /// `policy` is the policy of the call, for schedules that use it.
+    fn next_delay(&mut self, policy: &RetryPolicy, n: u32) -> Option<Duration>;
 }
 
-/// The schedule a [`RetryPolicy`] describes.
-#[derive(Debug)]
+/// The schedule a [`RetryPolicy`] describes (its state: the previous
+/// delay, for decorrelated jitter).
+#[derive(Debug, Default)]
 pub struct Builtin {
-    policy: RetryPolicy,
-    previous: Duration,
-}
-
-impl Builtin {
-    fn new(policy: RetryPolicy) -> Self {
-        Builtin {
-            previous: policy.initial,
-            policy,
-        }
-    }
+    previous: Option<Duration>,
 }
 
 fn uniform(lo: Duration, hi: Duration) -> Duration {
@@ -293,8 +289,7 @@ fn uniform(lo: Duration, hi: Duration) -> Duration {
 }
 
 impl Schedule for Builtin {
-    fn next_delay(&mut self, n: u32) -> Option<Duration> {
-        let p = &self.policy;
+    fn next_delay(&mut self, p: &RetryPolicy, n: u32) -> Option<Duration> {
         let base = p.base_delay(n);
         let delay = match p.jitter {
             Jitter::None => base,
@@ -305,11 +300,12 @@ impl Schedule for Builtin {
             }
             Jitter::Decorrelated => {
                 let lo = p.initial.min(p.max_delay);
-                let hi = self.previous.saturating_mul(3).min(p.max_delay).max(lo);
+                let previous = self.previous.unwrap_or(p.initial);
+                let hi = previous.saturating_mul(3).min(p.max_delay).max(lo);
                 uniform(lo, hi)
             }
         };
-        self.previous = delay;
+        self.previous = Some(delay);
         Some(delay)
     }
 }
@@ -346,6 +342,7 @@ impl<S: Schedule> Retrying<'_, S> {
     /// * `delay_hint(&err)` returning `Some(d)` replaces the scheduled delay.
     /// * `on_retry(&err, attempt, delay)` is called before a retry's sleep,
     ///   with the 1-based number of the attempt that just failed.
+    #[inline]
     pub fn check<R, W, H, O>(&mut self, outcome: R, when: W, delay_hint: H, on_retry: O) -> Step<R>
     where
         R: RetryResult,
@@ -364,7 +361,7 @@ impl<S: Schedule> Retrying<'_, S> {
         if self.attempt >= self.policy.attempts {
             return self.give_up(outcome);
         }
-        let scheduled = self.schedule.next_delay(self.attempt);
+        let scheduled = self.schedule.next_delay(self.policy, self.attempt);
         let delay = match delay_hint(err) {
             Some(hinted) => hinted,
             None => match scheduled {
@@ -383,6 +380,7 @@ impl<S: Schedule> Retrying<'_, S> {
         Step::Retry(delay)
     }
 
+    #[inline]
     fn count(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {
         if let Some(c) = self.counters {
             which(c).fetch_add(1, Ordering::Relaxed);
@@ -427,7 +425,6 @@ pub struct StaticRetry {
     name: &'static str,
     policy: RetryPolicy,
     counters: Counters,
-    listed: OnceLock<()>,
 }
 
 /// Every `StaticRetry` used so far, for [`stats`].
@@ -465,7 +462,6 @@ impl StaticRetry {
                 gave_up: AtomicU64::new(0),
                 not_retryable: AtomicU64::new(0),
             },
-            listed: OnceLock::new(),
         }
     }
 
@@ -477,18 +473,18 @@ impl StaticRetry {
     /// Starts one call (counted) with the policy's own schedule.
     #[inline]
     pub fn begin(&'static self) -> Retrying<'static, Builtin> {
-        self.begin_with(Builtin::new(self.policy))
+        self.begin_with(Builtin::default())
     }
 
     /// Starts one call (counted) with another schedule.
     #[inline]
     pub fn begin_with<S: Schedule>(&'static self, schedule: S) -> Retrying<'static, S> {
-        self.listed.get_or_init(|| {
+        if self.counters.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The first call lists the function for `stats()`.
             USED.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(self)
-        });
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+                .push(self);
+        }
         let mut state = self.policy.begin_with(schedule);
         state.counters = Some(&self.counters);
         state
@@ -574,7 +570,7 @@ pub struct BackoffSchedule<B>(pub B);
 
 #[cfg(feature = "backoff")]
 impl<B: backoff::backoff::Backoff> Schedule for BackoffSchedule<B> {
-    fn next_delay(&mut self, _n: u32) -> Option<Duration> {
+    fn next_delay(&mut self, _policy: &RetryPolicy, _n: u32) -> Option<Duration> {
         self.0.next_backoff()
     }
 }
