@@ -723,6 +723,12 @@ impl<K: Eq, V: Clone> Join<'_, K, V> {
             .shard(flight.tag.hash)
             .shared
             .fetch_add(1, Relaxed);
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "limit_runtime::coalesce",
+            key_hash = flight.tag.hash,
+            "result shared with a concurrent identical call"
+        );
         match Arc::try_unwrap(flight) {
             Ok(flight) => flight.value.into_inner(),
             Err(flight) => flight.value.get().cloned(),

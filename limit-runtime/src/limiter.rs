@@ -208,6 +208,8 @@ impl Limiter {
         Acquire {
             limiter: self,
             inner: self.inner.sem.acquire(),
+            #[cfg(feature = "tracing")]
+            reported: false,
         }
     }
 
@@ -257,6 +259,8 @@ impl fmt::Debug for Limiter {
 pub struct Acquire<'a> {
     limiter: &'a Limiter,
     inner: sem::Acquire<'a>,
+    #[cfg(feature = "tracing")]
+    reported: bool,
 }
 
 impl<'a> Future for Acquire<'a> {
@@ -264,9 +268,19 @@ impl<'a> Future for Acquire<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit<'a>> {
         let limiter = self.limiter;
-        Pin::new(&mut self.inner)
-            .poll(cx)
-            .map(|()| Permit { limiter })
+        let poll = Pin::new(&mut self.inner).poll(cx);
+        #[cfg(feature = "tracing")]
+        if poll.is_pending() && !self.reported {
+            self.reported = true;
+            tracing::trace!(
+                target: "limit_runtime::limited",
+                limiter = limiter.name(),
+                max = limiter.max(),
+                waiting = limiter.waiting(),
+                "limiter full; waiting for a permit"
+            );
+        }
+        poll.map(|()| Permit { limiter })
     }
 }
 

@@ -376,6 +376,14 @@ impl<S: Schedule> Retrying<'_, S> {
             }
         }
         self.count(|c| &c.retries);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "limit_runtime::retry",
+            function = self.counters.map_or("", |c| c.name),
+            attempt = self.attempt,
+            delay_ms = delay.as_secs_f64() * 1e3,
+            "attempt failed; retrying"
+        );
         on_retry(err, self.attempt, delay);
         Step::Retry(delay)
     }
@@ -389,12 +397,20 @@ impl<S: Schedule> Retrying<'_, S> {
 
     fn give_up<R>(&self, outcome: R) -> Step<R> {
         self.count(|c| &c.gave_up);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "limit_runtime::retry",
+            function = self.counters.map_or("", |c| c.name),
+            attempts = self.attempt,
+            "giving up"
+        );
         Step::Done(outcome)
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
+    name: &'static str,
     calls: AtomicU64,
     retries: AtomicU64,
     gave_up: AtomicU64,
@@ -422,7 +438,6 @@ struct Counters {
 /// ```
 #[derive(Debug)]
 pub struct StaticRetry {
-    name: &'static str,
     policy: RetryPolicy,
     counters: Counters,
 }
@@ -454,9 +469,9 @@ impl StaticRetry {
     /// A policy for the function called `name`.
     pub const fn new(name: &'static str, policy: RetryPolicy) -> Self {
         StaticRetry {
-            name,
             policy,
             counters: Counters {
+                name,
                 calls: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
                 gave_up: AtomicU64::new(0),
@@ -467,7 +482,7 @@ impl StaticRetry {
 
     /// The name it was given.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.counters.name
     }
 
     /// Starts one call (counted) with the policy's own schedule.
@@ -496,7 +511,7 @@ impl StaticRetry {
         let calls = c.calls.load(Ordering::Relaxed);
         let retries = c.retries.load(Ordering::Relaxed);
         RetryStats {
-            name: self.name.to_owned(),
+            name: self.counters.name.to_owned(),
             calls,
             attempts: calls + retries,
             retries,
