@@ -223,18 +223,7 @@ impl Limiter {
 
     /// A copy of the limiter's counters.
     pub fn stats(&self) -> LimiterStats {
-        let s = self.inner.sem.snapshot();
-        LimiterStats {
-            name: self.name().to_owned(),
-            max: s.max,
-            active: s.active,
-            waiting: s.waiting,
-            acquired: s.acquired,
-            peak_active: s.peak_active,
-            waited: s.waited,
-            wait_total: s.wait_total,
-            wait_max: s.wait_max,
-        }
+        self.inner.sem.stats(self.name().to_owned())
     }
 
     /// Whether two handles refer to the same limiter.

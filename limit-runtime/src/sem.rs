@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::LimiterStats;
+
 /// The largest limit a semaphore accepts; larger values are clamped to it.
 ///
 /// Leaves head room in the signed permit counter for any sequence of
@@ -56,19 +58,6 @@ struct Counters {
     waited: AtomicU64,
     wait_total_ns: AtomicU64,
     wait_max_ns: AtomicU64,
-}
-
-/// Counters of one semaphore, read without blocking anybody.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    pub max: usize,
-    pub active: usize,
-    pub waiting: usize,
-    pub acquired: u64,
-    pub peak_active: usize,
-    pub waited: u64,
-    pub wait_total: Duration,
-    pub wait_max: Duration,
 }
 
 /// FIFO of waiters: a doubly linked list threaded through `nodes` by index,
@@ -216,9 +205,11 @@ impl Semaphore {
         usize::try_from(permits(self.state.load(Ordering::Relaxed))).unwrap_or(0)
     }
 
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    /// The counters, read without blocking anybody.
+    pub(crate) fn stats(&self, name: String) -> LimiterStats {
         let s = &self.stats;
-        Snapshot {
+        LimiterStats {
+            name,
             max: self.max(),
             active: self.active(),
             waiting: self.waiting(),
