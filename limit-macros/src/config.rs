@@ -67,10 +67,21 @@ impl Jitter {
     }
 }
 
-const LIMITED_KEYS: &str = "`name`, `max`, `crate`";
-const RETRY_KEYS: &str = "`attempts`, `initial`, `multiplier`, `max_delay`, `jitter`, \
-                          `max_elapsed`, `when`, `delay_hint`, `on_retry`, `policy`, `crate`";
-const COALESCE_KEYS: &str = "`key`, `crate`";
+const LIMITED_KEYS: &[&str] = &["name", "max", "crate"];
+const RETRY_KEYS: &[&str] = &[
+    "attempts",
+    "initial",
+    "multiplier",
+    "max_delay",
+    "jitter",
+    "max_elapsed",
+    "when",
+    "delay_hint",
+    "on_retry",
+    "policy",
+    "crate",
+];
+const COALESCE_KEYS: &[&str] = &["key", "crate"];
 
 pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
     let mut krate: Option<(Path, String)> = None;
@@ -120,14 +131,43 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
     config
 }
 
-fn unknown(kind: Kind, key: &Ident, valid: &str, errors: &mut Errors) {
+fn unknown(kind: Kind, key: &Ident, valid: &[&str], errors: &mut Errors) {
+    let written = key.to_string();
+    let list = valid
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = valid
+        .iter()
+        .map(|k| (edit_distance(&written, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
     errors.spanned(
         key,
         format_args!(
-            "unknown option `{key}` for #[{}]: expected one of {valid}",
+            "unknown option `{key}` for #[{}]: expected one of {list}{hint}",
             kind.name()
         ),
     );
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// The value of `key = value`, or an error for a bare `key`.
@@ -414,5 +454,21 @@ fn coalesce(opts: Vec<Opt>, errors: &mut Errors) -> Coalesce {
     }
     Coalesce {
         key: key_slot.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("max", "max"), 0);
+        assert_eq!(edit_distance("maxx", "max"), 1);
+        assert_eq!(edit_distance("attempt", "attempts"), 1);
+        assert_eq!(edit_distance("nme", "name"), 1);
+        assert_eq!(edit_distance("keys", "key"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("jiter", "jitter"), 1);
     }
 }
