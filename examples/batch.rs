@@ -1,85 +1,258 @@
-//! Two functions share one named limit from a thousand concurrent tasks.
+//! The batch demonstration: a job that labels a few thousand customers by
+//! calling two HTTP services, run the obvious way and then with `limit`.
 //!
-//! `cargo run --release --example batch` prints, for each function, how many
-//! calls ran and the most that ran at once, and the limiter's own counters:
-//! the limit holds across both functions together, and is reached.
+//! ```sh
+//! cargo run --release --example batch
+//! cargo run --release --example batch -- --items 500 --seed 7 --only limited
+//! ```
+//!
+//! Both services run in this process, on free ports of 127.0.0.1, and
+//! behave like real ones under load: past their capacity they slow down,
+//! then shed load with `503` and `Retry-After`; a few requests fail at random
+//! anyway. The code they run is in `examples/demo/`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+#[path = "demo/mod.rs"]
+mod demo;
 
-use limit_runtime::limited;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
 
-/// Bodies of both functions running now, and the most seen at once.
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct InFlight;
-
-impl InFlight {
-    fn enter() -> InFlight {
-        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        PEAK.fetch_max(now, Ordering::SeqCst);
-        InFlight
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A user lookup: 2 ms of "network".
-#[limited(name = "directory", max = 10)]
-async fn fetch_user(id: u64) -> String {
-    let _g = InFlight::enter();
-    tokio::time::sleep(Duration::from_millis(2)).await;
-    format!("user-{id}")
-}
-
-/// An address lookup against the same service, deeper in the call graph.
-#[limited(name = "directory", max = 10)]
-async fn fetch_address(user: &str) -> String {
-    let _g = InFlight::enter();
-    tokio::time::sleep(Duration::from_millis(3)).await;
-    format!("{user}@street")
-}
-
-async fn process(id: u64) -> String {
-    let user = fetch_user(id).await;
-    fetch_address(&user).await
-}
+use demo::cli::{self, Command, Options};
+use demo::client::{ADDRESSES_MAX, USERS_MAX};
+use demo::job::{self, Mode, Report};
+use demo::service::{ADDRESSES_CAPACITY, USERS_CAPACITY};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[tokio::main]
-async fn main() {
-    let items: u64 = std::env::args()
-        .skip_while(|a| a != "--items")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..items).map(|id| tokio::spawn(process(id))).collect();
-    let mut done = 0;
-    for t in tasks {
-        t.await.expect("task panicked");
-        done += 1;
+async fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    intro(&options);
+    let customers = demo::data::customers(options.items, options.seed);
+    let modes = match options.only {
+        Some(mode) => vec![mode],
+        None => vec![Mode::Naive, Mode::Limited],
+    };
+    let mut reports = Vec::new();
+    for mode in modes {
+        let bar = progress_bar(mode, customers.len());
+        let mut failed = 0;
+        let outcome = job::run(mode, &customers, options.seed, |ok| {
+            if !ok {
+                failed += 1;
+                bar.set_message(format!("{failed} failed"));
+            }
+            bar.inc(1);
+        })
+        .await;
+        match outcome {
+            Ok(report) => {
+                bar.finish();
+                reports.push(report);
+            }
+            Err(e) => {
+                bar.abandon();
+                eprintln!("error: the {mode} run failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
-    let elapsed = start.elapsed();
-    let l = limit_runtime::limiter("directory").expect("used above");
-    let s = l.stats();
-    println!("{done} items, {} calls in {elapsed:.2?}", s.acquired);
-    println!("limiter \"{}\": max {}", s.name, s.max);
+    if std::io::stdout().is_terminal() {
+        println!("\n"); // end the last bar's line, then a blank one
+    }
+    print_table(&reports);
+    println!();
+    for report in &reports {
+        explain(report);
+    }
+    ExitCode::SUCCESS
+}
+
+fn intro(options: &Options) {
     println!(
-        "  peak bodies running at once (both functions): {}",
-        PEAK.load(Ordering::SeqCst)
+        "{} customers (seed {}) labelled by a job that calls two HTTP services on 127.0.0.1:",
+        options.items, options.seed
     );
     println!(
-        "  peak seen by the limiter:                     {}",
-        s.peak_active
+        "  users      capacity {USERS_CAPACITY:>2} requests at once   GET /users/{{id}} ~10 ms, GET /groups/{{id}} ~120 ms"
     );
+    println!("  addresses  capacity {ADDRESSES_CAPACITY:>2} requests at once   GET /addresses/{{id}} ~15 ms");
+    println!("Past capacity they slow down, past twice it they answer 503 with Retry-After;");
+    println!("2.5 % of requests fail at random whatever the load. Every customer is a task:");
+    println!("  naive    every call at once, plain functions: no limit, no retry, no sharing");
     println!(
-        "  calls that queued: {} (longest wait {:.2?})",
-        s.waited, s.wait_max
+        "  limited  the same tasks calling #[limited(max = {USERS_MAX} / {ADDRESSES_MAX})] #[retry] #[coalesce] functions"
     );
-    assert!(PEAK.load(Ordering::SeqCst) <= s.max, "the limit held");
+    println!();
+}
+
+/// A bar on stdout while it is a terminal; hidden when piped or redirected.
+fn progress_bar(mode: Mode, len: usize) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stdout());
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>5}/{len} {elapsed:>4} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(mode.to_string());
+    bar
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn print_table(reports: &[Report]) {
+    type Row = (String, fn(&Report) -> String);
+    let rows: [Row; 12] = [
+        ("wall time".into(), |r| secs(r.wall)),
+        ("customers labelled".into(), |r| {
+            format!("{}/{}", r.done, r.customers)
+        }),
+        ("failures left unrecovered".into(), |r| r.failed.to_string()),
+        ("requests sent".into(), |r| r.client.requests.to_string()),
+        ("503s seen".into(), |r| r.client.seen_503.to_string()),
+        ("other errors seen (500, no response)".into(), |r| {
+            r.client.seen_other.to_string()
+        }),
+        ("retries".into(), |r| r.client.retries.to_string()),
+        ("calls saved by coalescing".into(), |r| {
+            r.client.group_shared.to_string()
+        }),
+        (
+            format!("in flight at once, users (capacity {USERS_CAPACITY})"),
+            |r| r.peak_to_users.to_string(),
+        ),
+        ("  as measured by the service".into(), |r| {
+            r.users.peak_in_flight.to_string()
+        }),
+        (
+            format!("in flight at once, addresses (capacity {ADDRESSES_CAPACITY})"),
+            |r| r.peak_to_addresses.to_string(),
+        ),
+        ("  as measured by the service".into(), |r| {
+            r.addresses.peak_in_flight.to_string()
+        }),
+    ];
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut header = format!("  {:width$}", "");
+    for r in reports {
+        header.push_str(&format!(" {:>11}", r.mode.to_string()));
+    }
+    println!("{header}");
+    for (name, cell) in &rows {
+        let mut line = format!("  {name:width$}");
+        for r in reports {
+            line.push_str(&format!(" {:>11}", cell(r)));
+        }
+        println!("{line}");
+    }
+}
+
+fn explain(r: &Report) {
+    match r.mode {
+        Mode::Naive => {
+            let mut text = format!(
+                "{} and {} requests in flight at once to services that handle {} and {}: \
+                 they shed {} requests with 503, and {} of {} customers got no label.",
+                r.peak_to_users,
+                r.peak_to_addresses,
+                r.users.capacity,
+                r.addresses.capacity,
+                r.users.shed + r.addresses.shed,
+                r.failed,
+                r.customers,
+            );
+            if r.failed * 2 > r.customers {
+                text.push_str(" The wall time is the time it took to fail.");
+            } else if r.failed == 0 {
+                text.push_str(" The services kept up with this few: try more --items.");
+            }
+            say("naive:", &text);
+            if !r.failures.is_empty() {
+                let kinds: Vec<String> = r
+                    .failures
+                    .iter()
+                    .map(|(kind, n)| format!("{n} × {kind}"))
+                    .collect();
+                say("", &format!("Unrecovered: {}.", kinds.join(", ")));
+            }
+            if r.failures.contains_key("no response") {
+                say(
+                    "",
+                    "(\"no response\": connections refused or out of file descriptors, \
+                     what thousands of simultaneous connections also do in production.)",
+                );
+            }
+        }
+        Mode::Limited => {
+            let failed_requests = r.client.seen_503 + r.client.seen_other;
+            let healed = if r.failed == 0 {
+                format!("all {failed_requests}")
+            } else {
+                format!("most of the {failed_requests}")
+            };
+            say(
+                "limited:",
+                &format!(
+                    "never more than {USERS_MAX} and {ADDRESSES_MAX} in flight, so nothing was shed; \
+                     {} retries healed {healed} requests that failed at random; {} of {} group \
+                     lookups joined a lookup already in flight, {} ran.",
+                    r.client.retries,
+                    r.client.group_shared,
+                    r.client.group_calls(),
+                    r.client.group_runs,
+                ),
+            );
+            for name in ["users", "addresses"] {
+                if let Some(limiter) = limit_runtime::limiter(name) {
+                    let s = limiter.stats();
+                    println!(
+                        "         limiter {:<11} max {:>2}, peak {:>2} running, {} of {} calls queued, longest wait {}",
+                        format!("{:?}", s.name),
+                        s.max,
+                        s.peak_active,
+                        s.waited,
+                        s.acquired,
+                        secs(s.wait_max),
+                    );
+                }
+            }
+            if r.failed > 0 {
+                if let Some(e) = &r.example_failure {
+                    println!(
+                        "         {} customers failed all the same, e.g. {e}",
+                        r.failed
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Prints `text` after `label`, wrapped at 88 columns, indented 9.
+fn say(label: &str, text: &str) {
+    let mut line = format!("{label:<8}");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 88 && line.trim().len() > label.len() {
+            println!("{line}");
+            line = " ".repeat(8);
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    println!("{line}");
 }

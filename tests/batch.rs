@@ -1,0 +1,126 @@
+//! The batch demonstration (`examples/batch.rs`) in a small mode: what it
+//! claims holds. Real HTTP on loopback, real time; no assertion on durations.
+
+#[path = "../examples/demo/mod.rs"]
+mod demo;
+
+use demo::cli::{self, Command, Options};
+use demo::client::{ADDRESSES_MAX, USERS_MAX};
+use demo::job::{self, Mode};
+use demo::service::USERS_CAPACITY;
+
+const ITEMS: usize = 300;
+const SEED: u64 = 7;
+
+// One test runs both jobs, one after the other: the limiters and the
+// client's counters are process-wide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limited_job_stays_within_limits_recovers_everything_and_shares_group_calls() {
+    let customers = demo::data::customers(ITEMS, SEED);
+    let groups: std::collections::HashSet<u64> = customers.iter().map(|c| c.group).collect();
+
+    let naive = job::run(Mode::Naive, &customers, SEED, |_| {})
+        .await
+        .expect("the services start");
+    // 300 customers fire 600 requests at a user service that handles 20
+    // (each group request takes 120 ms): it must shed load.
+    assert!(
+        naive.peak_to_users > USERS_CAPACITY * 5,
+        "the naive job floods the user service: {naive:#?}"
+    );
+    assert!(naive.users.shed > 0, "the service shed load: {naive:#?}");
+    assert!(
+        naive.client.seen_503 > 0,
+        "the naive job saw 503s: {naive:#?}"
+    );
+    assert!(naive.failed > 0, "{naive:#?}");
+    assert_eq!(naive.client.retries, 0);
+    assert_eq!(naive.client.group_calls(), 0, "plain calls do not coalesce");
+
+    let limited = job::run(Mode::Limited, &customers, SEED, |_| {})
+        .await
+        .expect("the services start");
+    assert_eq!(
+        limited.failed, 0,
+        "no unrecovered failure; first: {:?}",
+        limited.example_failure
+    );
+    assert_eq!(limited.done, ITEMS);
+
+    // The limits, seen by the services themselves, by the client, and by
+    // the runtime.
+    assert!(
+        limited.users.peak_in_flight <= USERS_MAX,
+        "user service saw {} at once",
+        limited.users.peak_in_flight
+    );
+    assert!(
+        limited.addresses.peak_in_flight <= ADDRESSES_MAX,
+        "address service saw {} at once",
+        limited.addresses.peak_in_flight
+    );
+    assert!(limited.peak_to_users <= USERS_MAX);
+    assert!(limited.peak_to_addresses <= ADDRESSES_MAX);
+    for (name, max) in [("users", USERS_MAX), ("addresses", ADDRESSES_MAX)] {
+        let stats = limit_runtime::limiter(name)
+            .unwrap_or_else(|| panic!("limiter {name:?} exists after the run"))
+            .stats();
+        assert_eq!(stats.max, max, "{stats:?}");
+        assert!(stats.peak_active <= max, "{stats:?}");
+        assert!(
+            stats.peak_active >= 2,
+            "calls did run concurrently: {stats:?}"
+        );
+        assert_eq!((stats.active, stats.waiting), (0, 0), "{stats:?}");
+    }
+    // Within capacity, the services never shed load.
+    assert_eq!(
+        limited.users.shed + limited.addresses.shed,
+        0,
+        "{limited:#?}"
+    );
+
+    // Random failures happened, and the runtime's counters say retries
+    // healed every one of them.
+    let failed_requests = limited.client.seen_503 + limited.client.seen_other;
+    assert!(
+        failed_requests > 0,
+        "seed {SEED} draws some failures: {limited:#?}"
+    );
+    assert_eq!(limited.client.retries, failed_requests, "{limited:#?}");
+    assert_eq!(limited.client.gave_up, 0, "{limited:#?}");
+
+    // Coalescing: one group call per customer, far fewer runs.
+    assert_eq!(limited.client.group_calls(), ITEMS as u64, "{limited:#?}");
+    assert!(limited.client.group_runs >= groups.len() as u64);
+    assert!(
+        limited.client.group_shared > ITEMS as u64 / 2,
+        "{limited:#?}"
+    );
+}
+
+#[test]
+fn the_command_line_rejects_bad_input_with_a_message() {
+    let parse = |args: &[&str]| cli::parse(args.iter().map(|a| a.to_string()));
+    assert_eq!(parse(&[]), Ok(Command::Run(Options::default())));
+    assert_eq!(
+        parse(&["--items", "200", "--seed=9", "--only", "naive"]),
+        Ok(Command::Run(Options {
+            items: 200,
+            seed: 9,
+            only: Some(Mode::Naive),
+        }))
+    );
+    assert_eq!(parse(&["-h"]), Ok(Command::Help));
+    for (bad, says) in [
+        (&["--items"][..], "--items needs a value"),
+        (&["--items", "0"], "--items takes a number from 1 to 50000"),
+        (&["--items", "lots"], "--items takes a number"),
+        (&["--seed", "-1"], "--seed takes a non-negative integer"),
+        (&["--only", "fast"], "--only takes `limited` or `naive`"),
+        (&["--verbose"], "unknown argument \"--verbose\""),
+    ] {
+        let err = parse(bad).expect_err(&format!("{bad:?} is rejected"));
+        assert!(err.contains(says), "{bad:?}: {err}");
+    }
+}
