@@ -390,6 +390,8 @@ impl Future for Acquire<'_> {
                     this.slot = DONE;
                     return Poll::Ready(());
                 }
+                // Cloned before locking: a foreign waker runs arbitrary code.
+                let waker = cx.waker().clone();
                 let mut q = lock(&sem.queue);
                 let mut s = sem.state.load(Ordering::Acquire);
                 loop {
@@ -411,7 +413,7 @@ impl Future for Acquire<'_> {
                         Err(actual) => s = actual,
                     }
                 }
-                this.slot = q.push(cx.waker().clone());
+                this.slot = q.push(waker);
                 sem.waiting.store(q.len, Ordering::Relaxed);
                 drop(q);
                 this.since = Some(Instant::now());
