@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use futures::future::join_all;
 use limit_runtime::coalesce::Group;
+use limit_suite::bench::{median, resident_bytes};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
@@ -290,13 +291,6 @@ fn fan_in(c: &mut Criterion, rt: &Runtime) {
     );
 }
 
-/// Resident set size in bytes, from `/proc/self/statm` (4 KiB pages).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm (Linux only)");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 /// In a child process: parks `MEMORY_KEYS` leader tasks (distinct keys) on a
 /// `Notify` and prints the growth of the resident set per key.
 fn memory_child(which: &str) {
@@ -386,11 +380,7 @@ fn main() {
     c.final_summary();
 
     // Three rounds each, median, to smooth out allocator noise.
-    let median = |which: &str| {
-        let mut v: Vec<f64> = (0..3).map(|_| memory_per_key(which)).collect();
-        v.sort_by(f64::total_cmp);
-        v[1]
-    };
+    let median = |which: &str| median((0..3).map(|_| memory_per_key(which)).collect());
     let (mem_ours, mem_theirs, mem_base) = (
         median("limit"),
         median("async_singleflight"),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use limit_runtime::limited;
+use limit_suite::bench::{interleaved, resident_bytes};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{Notify, Semaphore};
 
@@ -151,39 +152,7 @@ fn criterion_groups(c: &mut Criterion) {
     g.finish();
 }
 
-/// Median time per unit over interleaved rounds, so drift in machine speed
-/// affects every variant alike.
-fn interleaved(
-    variants: &[Variant],
-    rounds: usize,
-    mut one: impl FnMut(Variant) -> f64,
-) -> Vec<f64> {
-    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
-    for _ in 0..rounds {
-        for (i, v) in variants.iter().enumerate() {
-            samples[i].push(one(*v));
-        }
-    }
-    samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect()
-}
-
 // -- memory: resident bytes per parked caller ------------------------------
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 static SEM_PARKED: Semaphore = Semaphore::const_new(1);
 /// Tasks that have run up to their first wait (the count is bumped in the

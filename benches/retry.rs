@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use criterion::Criterion;
 use limit_runtime::retry;
+use limit_suite::bench::interleaved;
 use tokio::runtime::{Builder, Runtime};
 
 #[derive(Debug)]
@@ -127,20 +128,9 @@ fn main() {
 
     // Summary: medians over interleaved rounds.
     const CALLS: u64 = 200_000;
-    let mut samples = vec![Vec::new(); Variant::ALL.len()];
-    for _ in 0..31 {
-        for (i, v) in Variant::ALL.iter().enumerate() {
-            let t = success_path(&rt, *v, CALLS);
-            samples[i].push(t.as_nanos() as f64 / CALLS as f64);
-        }
-    }
-    let med: Vec<f64> = samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect();
+    let med = interleaved(&Variant::ALL, 31, |v| {
+        success_path(&rt, v, CALLS).as_nanos() as f64 / CALLS as f64
+    });
     println!();
     println!("retry benchmark summary (success path, ns per call, medians)");
     println!(

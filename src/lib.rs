@@ -54,3 +54,45 @@ impl Drop for GaugeGuard<'_> {
         self.0.now.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Benchmark helpers shared by `benches/*.rs`.
+pub mod bench {
+    /// The median of `samples` (the upper one for an even count).
+    ///
+    /// # Panics
+    ///
+    /// If `samples` is empty.
+    pub fn median(mut samples: Vec<f64>) -> f64 {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    }
+
+    /// Runs `one(v)` for every variant, `rounds` times over, interleaved so
+    /// that drift in machine speed affects every variant alike, and returns
+    /// each variant's median.
+    pub fn interleaved<V: Copy>(
+        variants: &[V],
+        rounds: usize,
+        mut one: impl FnMut(V) -> f64,
+    ) -> Vec<f64> {
+        let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+        for _ in 0..rounds {
+            for (i, v) in variants.iter().enumerate() {
+                samples[i].push(one(*v));
+            }
+        }
+        samples.into_iter().map(median).collect()
+    }
+
+    /// Resident set size of this process in bytes, from `/proc/self/statm`
+    /// (4 KiB pages); 0 where that file does not exist.
+    pub fn resident_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        pages * 4096
+    }
+}
