@@ -407,3 +407,18 @@ async fn policy_run_by_hand() {
         .await;
     assert_eq!(out, Ok(4));
 }
+
+#[retry(attempts = 2, initial = "1ms")]
+async fn opaque_output(n: &AtomicU32) -> Result<impl std::fmt::Display, String> {
+    if n.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err("first".to_owned());
+    }
+    Ok(42)
+}
+
+#[tokio::test(start_paused = true)]
+async fn impl_trait_in_the_return_type_works() {
+    let n = AtomicU32::new(0);
+    assert_eq!(opaque_output(&n).await.unwrap().to_string(), "42");
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+}
