@@ -38,6 +38,11 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let k = &config.krate;
     let fn_name = f.sig.ident.to_string();
     let mut statics = TokenStream::new();
+    // Held for the body's run; invisible to the body (mixed-site hygiene).
+    let permit = Ident::new("__limit_permit", Span::mixed_site());
+    if let Some(l) = &config.limited {
+        statics.extend(limited_static(k, l, &fn_name));
+    }
 
     // Without retry or coalesce, the body runs inline after the permit is
     // taken: the function's own future holds the body, with no wrapper
@@ -45,30 +50,24 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     if config.retry.is_none() && config.coalesce.is_none() {
         let block = &f.block;
         let body = match &config.limited {
-            Some(l) => {
-                statics.extend(limited_static(k, l, &fn_name));
-                let permit = Ident::new("__limit_permit", Span::mixed_site());
-                quote!({
-                    let #permit = __LIMITED.acquire().await;
-                    #block
-                })
-            }
+            Some(_) => quote!({
+                let #permit = __LIMITED.acquire().await;
+                #block
+            }),
             None => quote!(#block),
         };
         return finish(config, f, statics, body);
     }
 
-    let guarded = guarded_body(&f);
-
     // limited: innermost, around one attempt of the body. With retry, the
     // attempt borrows the arguments (its owned ones are fresh clones); with
     // coalesce alone, it owns them, as the original body did.
     let move_kw = config.retry.is_none().then(|| quote!(move));
+    let guarded = guarded_body(&f);
     let mut attempt = quote!(async #move_kw #guarded.await);
-    if let Some(l) = &config.limited {
-        statics.extend(limited_static(k, l, &fn_name));
+    if config.limited.is_some() {
         attempt = quote!({
-            let __limit_permit = __LIMITED.acquire().await;
+            let #permit = __LIMITED.acquire().await;
             #attempt
         });
     }
@@ -92,7 +91,6 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         });
         let key = coalesce_key(k, c, &f);
         let marker = instantiation_marker(&f);
-        let move_kw = config.retry.is_none().then(|| quote!(move));
         body = quote!({
             let __limit_key = #key;
             let __limit_call = ::core::pin::pin!(async #move_kw #body);
