@@ -157,3 +157,59 @@ proptest! {
         check_quiet(&l, final_max)?;
     }
 }
+
+/// Real threads racing the lock-free paths against the queue: two workers,
+/// thousands of short calls, a third of them aborted at random moments,
+/// the limit resized meanwhile. Only the final state is checked.
+#[test]
+fn no_permit_lost_with_two_threads_racing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let l = Limiter::private("props-threads", 3);
+    let gauge = Arc::new(Gauge::new());
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    rt.block_on(async {
+        for round in 0..20 {
+            let mut tasks = Vec::new();
+            for _ in 0..500 {
+                let (l, gauge) = (l.clone(), gauge.clone());
+                let yields = next() % 4;
+                tasks.push(tokio::spawn(async move {
+                    l.run(async {
+                        let _g = gauge.enter();
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                    .await
+                }));
+            }
+            for (i, t) in tasks.iter().enumerate() {
+                if next() % 3 == 0 {
+                    t.abort();
+                }
+                if i % 100 == 0 {
+                    l.set_max(1 + (next() % 5) as usize);
+                    tokio::task::yield_now().await;
+                }
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            assert_eq!(gauge.now(), 0, "round {round}");
+            assert_eq!((l.active(), l.waiting()), (0, 0), "round {round}");
+            assert_eq!(l.available(), l.max(), "round {round}");
+        }
+    });
+    l.set_max(3);
+    check_quiet(&l, 3).unwrap();
+}
