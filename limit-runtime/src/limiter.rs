@@ -491,14 +491,6 @@ impl StaticLimiter {
         }
         limiter
     }
-
-    /// Runs `fut` under the limit; see [`Limiter::run`].
-    #[inline]
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
-        let limiter = self.limiter();
-        let _permit = limiter.acquire().await;
-        fut.await
-    }
 }
 
 impl std::ops::Deref for StaticLimiter {
