@@ -3,10 +3,12 @@
 #![warn(missing_docs)]
 
 pub mod coalesce;
+mod error;
 mod limiter;
 pub mod retry;
 mod sem;
 
+pub use error::{Error, ErrorKind};
 pub use limiter::{limiter, limiters, Acquire, Limiter, LimiterStats, Permit, StaticLimiter};
 
 /// Limits how many calls run at once, across the whole process.
@@ -318,6 +320,44 @@ pub mod __private {
     #[inline]
     pub fn receiver_id<T: ?Sized>(this: &T) -> usize {
         this as *const T as *const () as usize
+    }
+
+    pub use crate::error::Subject;
+
+    /// Declares, per option that can make a call fail with
+    /// [`Error`](crate::Error), a trait implemented by every
+    /// `Result<T, E>` with `E: From<Error>`, whose message names the option.
+    /// The expansion converts a refusal with `<R as Trait>::refused(err)`,
+    /// spanned at the function's return type, so a function that cannot
+    /// carry the error gets one message there.
+    macro_rules! refusal_traits {
+        ($($name:ident: $option:literal;)*) => {$(
+            #[diagnostic::on_unimplemented(
+                message = concat!("`", $option, "` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not"),
+                label = concat!("this return type cannot carry the error of `", $option, "`"),
+                note = "implement `From<limit_runtime::Error>` for the error type (`impl From<limit_runtime::Error> for MyError { fn from(e: limit_runtime::Error) -> Self { ... } }`), or return `std::io::Result<T>`, `anyhow::Result<T>` or `Result<T, Box<dyn std::error::Error + Send + Sync>>`"
+            )]
+            pub trait $name: Sized {
+                /// The function's outcome for a call that `limit` failed.
+                fn refused(err: crate::Error) -> Self;
+            }
+
+            #[diagnostic::do_not_recommend]
+            impl<T, E: From<crate::Error>> $name for Result<T, E> {
+                #[inline]
+                fn refused(err: crate::Error) -> Self {
+                    Err(E::from(err))
+                }
+            }
+        )*};
+    }
+
+    refusal_traits! {
+        WaitResult: "wait";
+        QueueResult: "queue";
+        TimeoutResult: "#[timeout]";
+        BreakerResult: "#[circuit_breaker]";
+        BackendResult: "a shared backend";
     }
 
     #[cfg(feature = "backoff")]
