@@ -220,6 +220,7 @@ impl From<Error> for std::io::Error {
 
 /// A duration as the attributes write it: `"250ms"`, `"2s"`, `"1.5s"`,
 /// `"3m"`, `"1h"`.
+#[allow(dead_code)] // used by the limiter options
 pub(crate) struct Written(pub Duration);
 
 impl fmt::Display for Written {

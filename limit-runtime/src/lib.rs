@@ -331,11 +331,11 @@ pub mod __private {
     /// spanned at the function's return type, so a function that cannot
     /// carry the error gets one message there.
     macro_rules! refusal_traits {
-        ($($name:ident: $option:literal;)*) => {$(
+        ($($name:ident: $message:literal, $label:literal;)*) => {$(
             #[diagnostic::on_unimplemented(
-                message = concat!("`", $option, "` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not"),
-                label = concat!("this return type cannot carry the error of `", $option, "`"),
-                note = "implement `From<limit_runtime::Error>` for the error type (`impl From<limit_runtime::Error> for MyError { fn from(e: limit_runtime::Error) -> Self { ... } }`), or return `std::io::Result<T>`, `anyhow::Result<T>` or `Result<T, Box<dyn std::error::Error + Send + Sync>>`"
+                message = $message,
+                label = $label,
+                note = "implement `From<limit_runtime::Error>` for the error type (`impl From<limit_runtime::Error> for MyError {{ fn from(e: limit_runtime::Error) -> Self {{ ... }} }}`), or return `std::io::Result<T>`, `anyhow::Result<T>` or `Result<T, Box<dyn std::error::Error + Send + Sync>>`"
             )]
             pub trait $name: Sized {
                 /// The function's outcome for a call that `limit` failed.
@@ -353,11 +353,21 @@ pub mod __private {
     }
 
     refusal_traits! {
-        WaitResult: "wait";
-        QueueResult: "queue";
-        TimeoutResult: "#[timeout]";
-        BreakerResult: "#[circuit_breaker]";
-        BackendResult: "a shared backend";
+        WaitResult:
+            "`wait` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
+            "this return type cannot carry the error of `wait`";
+        QueueResult:
+            "`queue` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
+            "this return type cannot carry the error of `queue`";
+        TimeoutResult:
+            "#[timeout] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
+            "this return type cannot carry the error of #[timeout]";
+        BreakerResult:
+            "#[circuit_breaker] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
+            "this return type cannot carry the error of #[circuit_breaker]";
+        BackendResult:
+            "a shared backend can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
+            "this return type cannot carry the error of a shared backend";
     }
 
     #[cfg(feature = "backoff")]
