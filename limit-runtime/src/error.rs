@@ -220,7 +220,6 @@ impl From<Error> for std::io::Error {
 
 /// A duration as the attributes write it: `"250ms"`, `"2s"`, `"1.5s"`,
 /// `"3m"`, `"1h"`.
-#[allow(dead_code)] // used by the limiter options
 pub(crate) struct Written(pub Duration);
 
 impl fmt::Display for Written {
@@ -276,7 +275,10 @@ mod tests {
         assert!(boxed.to_string().contains("users"));
         let io: std::io::Error = e.into();
         assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
-        let back = io.get_ref().and_then(|s| s.downcast_ref::<Error>()).unwrap();
+        let back = io
+            .get_ref()
+            .and_then(|s| s.downcast_ref::<Error>())
+            .unwrap();
         assert_eq!(back.kind(), ErrorKind::WaitTimeout);
     }
 

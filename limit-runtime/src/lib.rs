@@ -2,14 +2,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod coalesce;
 mod error;
 mod limiter;
 pub mod retry;
-mod sem;
 
 pub use error::{Error, ErrorKind};
-pub use limiter::{limiter, limiters, Acquire, Limiter, LimiterStats, Permit, StaticLimiter};
+pub use limiter::{
+    limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, ParseRateError,
+    Permit, Rate, StaticLimiter,
+};
 
 /// Limits how many calls run at once, across the whole process.
 ///

@@ -1,18 +1,25 @@
-//! The counting semaphore behind every [`Limiter`](crate::Limiter).
+//! The core of every [`Limiter`](crate::Limiter): permits, one queue, and
+//! the dispatcher that decides who starts.
 //!
 //! Design, in short:
 //!
 //! * One atomic word holds `permits * 2 + queued`, where `permits` is signed
-//!   (negative while [`Semaphore::set_max`] has lowered the limit below the
+//!   (negative while [`Core::set_max`] has lowered the limit below the
 //!   number of running bodies) and `queued` says that callers are waiting.
-//! * Uncontended acquire and release are a single compare-and-swap each and
-//!   build no queue node: while nobody waits, permits live in the word.
-//! * Waiters sit in a FIFO list protected by a mutex. While anybody waits,
-//!   newcomers queue behind them and a released permit is handed straight to
-//!   the oldest waiter, so nobody can overtake the queue.
-//! * The list is an index-linked list inside one `Vec`, so a queued caller
-//!   costs one small slot and no allocation of its own, and leaving the queue
-//!   from the middle (a dropped waiter) is O(1). No `unsafe` code.
+//! * While nobody waits, a start is one compare-and-swap on that word (plus
+//!   one on the rate gate when a rate is set) and a release is one more: no
+//!   lock, no queue node.
+//! * Once anybody waits, every newcomer queues, and every event that could
+//!   let a waiter start (a release, an arrival, a resize, a new rate or
+//!   reserve, a rate timer, a waiter leaving) runs [`Core::dispatch`] under
+//!   the queue lock. The dispatcher starts waiters in order (online before
+//!   batch, FIFO within a class) while a permit is free, the rate gate
+//!   allows a start now, and, for batch work, the reserve is respected.
+//!   Each part (the [`Queue`], the [`Gcra`] rate gate, the reserve) is a
+//!   condition the dispatcher checks; none has a code path of its own.
+//! * A waiter's own options (`wait`, `queue`) belong to its future: it
+//!   refuses itself when the queue is too long on arrival, and leaves when
+//!   its deadline passes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,11 +28,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use crate::LimiterStats;
+use super::queue::{Class, Queue};
+use super::rate::{Gcra, Rate};
 
-/// The largest limit a semaphore accepts; larger values are clamped to it.
+/// The largest limit a core accepts; larger values mean "no cap".
 ///
 /// Leaves head room in the signed permit counter for any sequence of
 /// `set_max` calls.
@@ -33,156 +41,90 @@ pub(crate) const MAX_PERMITS: usize = (isize::MAX >> 3) as usize;
 
 const QUEUED: isize = 1;
 const ONE: isize = 2;
-const NIL: u32 = u32::MAX;
 
 #[inline]
 fn permits(state: isize) -> isize {
     state >> 1
 }
 
-pub(crate) struct Semaphore {
+pub(crate) struct Core {
     /// `permits * 2 + queued`.
     state: AtomicIsize,
     /// The configured limit.
     max: AtomicUsize,
-    /// Callers in the queue (mirrors `queue.len`, readable without the lock).
+    /// Permits batch work never takes.
+    reserve: AtomicUsize,
+    /// Permits held by batch work now.
+    batch_active: AtomicUsize,
+    /// Callers in the queue (mirrors the queue's length, lock-free).
     waiting: AtomicUsize,
+    pub(crate) rate: Gcra,
     queue: Mutex<Queue>,
-    stats: Counters,
+    pub(crate) counters: Counters,
 }
 
+/// The core's counters; read by `Limiter::stats`.
 #[derive(Default)]
-struct Counters {
-    acquired: AtomicU64,
-    peak_active: AtomicUsize,
-    waited: AtomicU64,
-    wait_total_ns: AtomicU64,
-    wait_max_ns: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) acquired: AtomicU64,
+    pub(crate) peak_active: AtomicUsize,
+    pub(crate) waited: AtomicU64,
+    pub(crate) wait_total_ns: AtomicU64,
+    pub(crate) wait_max_ns: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    pub(crate) rejected_wait: AtomicU64,
 }
 
-/// FIFO of waiters: a doubly linked list threaded through `nodes` by index,
-/// with the free slots chained through `next`.
-struct Queue {
-    nodes: Vec<Node>,
-    head: u32,
-    tail: u32,
-    free: u32,
-    len: usize,
-    /// Slots owned by a caller: queued, or granted and not yet collected.
-    used: usize,
+/// Wakers collected under the lock, called once it is released (a waker
+/// may run arbitrary code). One inline, more on the heap.
+#[derive(Default)]
+struct Wakers {
+    one: Option<Waker>,
+    more: Vec<Waker>,
 }
 
-/// 24 bytes: what a queued caller costs beyond its own future.
-struct Node {
-    waker: Option<Waker>,
-    /// The previous node, `NIL` at the head, or `GRANTED` once a permit
-    /// was handed to this node's owner (it is then out of the list).
-    prev: u32,
-    /// The next node (`NIL` at the tail), or the next free slot.
-    next: u32,
-}
-
-const GRANTED: u32 = NIL - 1;
-
-impl Node {
-    fn granted(&self) -> bool {
-        self.prev == GRANTED
-    }
-}
-
-impl Queue {
-    fn new() -> Self {
-        Queue {
-            nodes: Vec::new(),
-            head: NIL,
-            tail: NIL,
-            free: NIL,
-            len: 0,
-            used: 0,
+impl Wakers {
+    fn push(&mut self, waker: Option<Waker>) {
+        let Some(w) = waker else { return };
+        if self.one.is_none() {
+            self.one = Some(w);
+        } else {
+            self.more.push(w);
         }
     }
 
-    /// Appends a waiter and returns its slot.
-    fn push(&mut self, waker: Waker) -> u32 {
-        let node = Node {
-            waker: Some(waker),
-            prev: self.tail,
-            next: NIL,
-        };
-        let idx = if self.free != NIL {
-            let idx = self.free;
-            self.free = self.nodes[idx as usize].next;
-            self.nodes[idx as usize] = node;
-            idx
-        } else {
-            // More than u32::MAX - 1 simultaneous waiters cannot be
-            // represented; that many tasks do not fit in memory anyway.
-            let idx = u32::try_from(self.nodes.len()).expect("too many waiters");
-            self.nodes.push(node);
-            idx
-        };
-        if self.tail == NIL {
-            self.head = idx;
-        } else {
-            self.nodes[self.tail as usize].next = idx;
+    fn wake(self) {
+        if let Some(w) = self.one {
+            w.wake();
         }
-        self.tail = idx;
-        self.len += 1;
-        self.used += 1;
-        idx
-    }
-
-    /// Takes `idx` out of the list (it stays allocated to its owner).
-    fn unlink(&mut self, idx: u32) {
-        let (prev, next) = {
-            let n = &self.nodes[idx as usize];
-            (n.prev, n.next)
-        };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.nodes[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.nodes[next as usize].prev = prev;
-        }
-        self.len -= 1;
-    }
-
-    /// Returns a slot to the free list.
-    fn release_slot(&mut self, idx: u32) {
-        let n = &mut self.nodes[idx as usize];
-        n.waker = None;
-        n.prev = NIL;
-        n.next = self.free;
-        self.free = idx;
-        self.used -= 1;
-        if self.used == 0 && self.nodes.len() > 64 {
-            // The queue drained after a burst: give the memory back.
-            self.nodes.clear();
-            self.nodes.shrink_to(16);
-            self.free = NIL;
+        for w in self.more {
+            w.wake();
         }
     }
 }
 
 fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    // Nothing panics while the lock is held except a foreign waker's clone;
-    // the queue is consistent at every such point, so poisoning is ignored.
+    // Nothing panics while the lock is held; the queue is consistent at
+    // every point where a panic could start, so poisoning is ignored.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Semaphore {
-    pub(crate) fn new(max: usize) -> Self {
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Core {
+    pub(crate) fn new(max: usize, rate: Option<Rate>) -> Core {
         let max = max.min(MAX_PERMITS);
-        Semaphore {
+        Core {
             state: AtomicIsize::new(max as isize * ONE),
             max: AtomicUsize::new(max),
+            reserve: AtomicUsize::new(0),
+            batch_active: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            rate: Gcra::new(rate),
             queue: Mutex::new(Queue::new()),
-            stats: Counters::default(),
+            counters: Counters::default(),
         }
     }
 
@@ -205,64 +147,89 @@ impl Semaphore {
         usize::try_from(permits(self.state.load(Ordering::Relaxed))).unwrap_or(0)
     }
 
-    /// The counters, read without blocking anybody.
-    pub(crate) fn stats(&self, name: String) -> LimiterStats {
-        let s = &self.stats;
-        LimiterStats {
-            name,
-            max: self.max(),
-            active: self.active(),
-            waiting: self.waiting(),
-            acquired: s.acquired.load(Ordering::Relaxed),
-            peak_active: s.peak_active.load(Ordering::Relaxed),
-            waited: s.waited.load(Ordering::Relaxed),
-            wait_total: Duration::from_nanos(s.wait_total_ns.load(Ordering::Relaxed)),
-            wait_max: Duration::from_nanos(s.wait_max_ns.load(Ordering::Relaxed)),
-        }
+    pub(crate) fn reserve(&self) -> usize {
+        self.reserve.load(Ordering::Relaxed)
     }
 
-    /// Bookkeeping for a permit just taken; `free_after` is the permit
-    /// count the taker left behind.
+    pub(crate) fn batch_active(&self) -> usize {
+        self.batch_active.load(Ordering::Relaxed)
+    }
+
+    /// Bookkeeping for a start; `free_after` is the permit count the taker
+    /// left behind.
     #[inline]
     fn note_acquired(&self, free_after: isize) {
-        self.stats.acquired.fetch_add(1, Ordering::Relaxed);
+        let c = &self.counters;
+        c.acquired.fetch_add(1, Ordering::Relaxed);
         let active = usize::try_from(self.max() as isize - free_after).unwrap_or(0);
-        if active > self.stats.peak_active.load(Ordering::Relaxed) {
-            self.stats.peak_active.fetch_max(active, Ordering::Relaxed);
+        if active > c.peak_active.load(Ordering::Relaxed) {
+            c.peak_active.fetch_max(active, Ordering::Relaxed);
         }
     }
 
     fn note_waited(&self, since: Instant) {
-        let waited = Instant::now().saturating_duration_since(since);
-        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        let s = &self.stats;
-        s.waited.fetch_add(1, Ordering::Relaxed);
-        s.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
-        s.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        let ns = nanos(Instant::now().saturating_duration_since(since));
+        let c = &self.counters;
+        c.waited.fetch_add(1, Ordering::Relaxed);
+        c.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
+        c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
     }
 
-    /// Takes a permit if one is free and nobody is queued.
+    /// Whether batch work may take one more permit under the reserve.
+    fn batch_may_start(&self) -> bool {
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        reserve == 0
+            || self.batch_active.load(Ordering::Relaxed) + reserve
+                < self.max.load(Ordering::Relaxed)
+    }
+
+    /// Counts a batch start against the reserve, lock-free; `false` (and no
+    /// change) if the reserve forbids it.
+    fn enter_batch(&self) -> bool {
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        let before = self.batch_active.fetch_add(1, Ordering::AcqRel);
+        if reserve != 0 && before + 1 + reserve > self.max.load(Ordering::Relaxed) {
+            self.batch_active.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Starts now if a permit is free, nobody is queued, the rate allows it
+    /// and (for batch work) the reserve does. The uncontended path.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self, class: Class) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
-        while s & QUEUED == 0 && permits(s) > 0 {
+        loop {
+            if s & QUEUED != 0 || permits(s) <= 0 {
+                return false;
+            }
             match self
                 .state
                 .compare_exchange_weak(s, s - ONE, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    self.note_acquired(permits(s) - 1);
-                    return true;
-                }
+                Ok(_) => break,
                 Err(actual) => s = actual,
             }
         }
-        false
+        if class == Class::Batch && !self.enter_batch() {
+            self.release(Class::Online);
+            return false;
+        }
+        if self.rate.enabled() && self.rate.try_take(self.rate.now()).is_err() {
+            self.release(class);
+            return false;
+        }
+        self.note_acquired(permits(s) - 1);
+        true
     }
 
-    /// Gives a permit back: to the oldest waiter if there is one.
+    /// Gives a permit back: to the next waiter allowed to start, if any.
     #[inline]
-    pub(crate) fn release(&self) {
+    pub(crate) fn release(&self, class: Class) {
+        if class == Class::Batch {
+            self.batch_active.fetch_sub(1, Ordering::AcqRel);
+        }
         let mut s = self.state.load(Ordering::Relaxed);
         while s & QUEUED == 0 {
             match self
@@ -273,52 +240,76 @@ impl Semaphore {
                 Err(actual) => s = actual,
             }
         }
-        let mut q = lock(&self.queue);
-        let waker = self.release_locked(&mut q);
-        drop(q);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.locked(|core, q, w| core.dispatch(q, true, None, w));
     }
 
-    /// Release with the queue locked. Returns the waker to call once the
-    /// lock is dropped.
-    fn release_locked(&self, q: &mut Queue) -> Option<Waker> {
-        // With the lock held nobody sets or clears QUEUED, and while it is
-        // set no lock-free path touches the word.
-        let s = self.state.load(Ordering::Acquire);
-        if s & QUEUED == 0 {
-            self.state.fetch_add(ONE, Ordering::Release);
-            return None;
-        }
-        if permits(s) < 0 {
-            // The limit was lowered: this permit retires.
-            self.state.fetch_add(ONE, Ordering::Release);
-            return None;
-        }
-        self.grant_front(q)
+    /// Runs `f` with the queue locked, then calls the wakers it collected.
+    fn locked<R>(&self, f: impl FnOnce(&Core, &mut Queue, &mut Wakers) -> R) -> R {
+        let mut wakers = Wakers::default();
+        let out = {
+            let mut q = lock(&self.queue);
+            f(self, &mut q, &mut wakers)
+        };
+        wakers.wake();
+        out
     }
 
-    /// Hands the permit in hand to the oldest waiter (queue not empty).
-    fn grant_front(&self, q: &mut Queue) -> Option<Waker> {
-        let idx = q.head;
-        debug_assert!(idx != NIL, "QUEUED set with an empty queue");
-        if idx == NIL {
-            self.state.fetch_add(ONE, Ordering::Release);
-            return None;
+    /// Starts every waiter that may start now, in order: online before
+    /// batch, FIFO within a class. A waiter starts when a permit is free
+    /// (or `in_hand`, a permit being released), the rate gate allows a start
+    /// now, and, for batch work, the reserve allows one more. `me` is the
+    /// waiter running this (not woken: it is already running).
+    ///
+    /// With the queue lock held. While the queue is not empty the QUEUED bit
+    /// is set, and then only lock holders change the state word.
+    fn dispatch(&self, q: &mut Queue, mut in_hand: bool, me: Option<u32>, w: &mut Wakers) {
+        if in_hand && permits(self.state.load(Ordering::Acquire)) < 0 {
+            // The limit was lowered below the running bodies: this permit
+            // retires.
+            self.state.fetch_add(ONE, Ordering::AcqRel);
+            in_hand = false;
         }
-        q.unlink(idx);
-        let node = &mut q.nodes[idx as usize];
-        node.prev = GRANTED;
-        let waker = node.waker.take();
-        self.after_dequeue(q);
-        waker
-    }
-
-    /// Keeps `waiting` and the QUEUED bit in step with the queue.
-    fn after_dequeue(&self, q: &Queue) {
-        self.waiting.store(q.len, Ordering::Relaxed);
-        if q.len == 0 {
+        q.rate_due = None;
+        let mut now = None;
+        loop {
+            let class = if q.front(Class::Online).is_some() {
+                Class::Online
+            } else if q.front(Class::Batch).is_some() && self.batch_may_start() {
+                Class::Batch
+            } else {
+                break;
+            };
+            if !in_hand && permits(self.state.load(Ordering::Acquire)) <= 0 {
+                break;
+            }
+            if self.rate.enabled() {
+                let t = *now.get_or_insert_with(|| self.rate.now());
+                if let Err(at) = self.rate.try_take(t) {
+                    // A permit is free but the rate holds the front waiter
+                    // back: make sure it has a timer for `at`.
+                    let idx = q.front(class).expect("front exists");
+                    q.rate_due = Some((idx, at));
+                    if q.rate_armed != Some((idx, at)) && me != Some(idx) {
+                        w.push(q.take_waker(idx));
+                    }
+                    break;
+                }
+            }
+            if in_hand {
+                in_hand = false;
+            } else {
+                self.state.fetch_sub(ONE, Ordering::AcqRel);
+            }
+            if class == Class::Batch {
+                self.batch_active.fetch_add(1, Ordering::AcqRel);
+            }
+            w.push(q.pop_front(class));
+        }
+        if in_hand {
+            self.state.fetch_add(ONE, Ordering::AcqRel);
+        }
+        self.waiting.store(q.len(), Ordering::Relaxed);
+        if q.len() == 0 {
             self.state.fetch_and(!QUEUED, Ordering::AcqRel);
         }
     }
@@ -327,143 +318,311 @@ impl Semaphore {
     /// running bodies finish and retires their permits as they return.
     pub(crate) fn set_max(&self, new: usize) {
         let new = new.min(MAX_PERMITS);
-        let mut wakers = Vec::new();
-        {
-            let mut q = lock(&self.queue);
-            let old = self.max.swap(new, Ordering::Relaxed);
+        self.locked(|core, q, w| {
+            let old = core.max.swap(new, Ordering::Relaxed);
             if new >= old {
                 let delta = (new - old) as isize * ONE;
-                self.state.fetch_add(delta, Ordering::AcqRel);
-                loop {
-                    let s = self.state.load(Ordering::Acquire);
-                    if s & QUEUED == 0 || permits(s) <= 0 {
-                        break;
-                    }
-                    self.state.fetch_sub(ONE, Ordering::AcqRel);
-                    wakers.extend(self.grant_front(&mut q));
-                }
+                core.state.fetch_add(delta, Ordering::AcqRel);
             } else {
                 let delta = (old - new) as isize * ONE;
-                self.state.fetch_sub(delta, Ordering::AcqRel);
+                core.state.fetch_sub(delta, Ordering::AcqRel);
             }
-        }
-        for w in wakers {
-            w.wake();
-        }
+            core.dispatch(q, false, None, w);
+        });
     }
 
-    pub(crate) fn acquire(&self) -> Acquire<'_> {
-        Acquire {
-            sem: self,
+    /// Changes the rate (or removes it); waiters it held back start as the
+    /// new rate allows.
+    pub(crate) fn set_rate(&self, rate: Option<Rate>) {
+        self.locked(|core, q, w| {
+            core.rate.set(rate);
+            q.rate_armed = None;
+            core.dispatch(q, false, None, w);
+        });
+    }
+
+    /// Changes the reserve; batch waiters it held back start if allowed.
+    pub(crate) fn set_reserve(&self, reserve: usize) {
+        self.locked(|core, q, w| {
+            core.reserve.store(reserve, Ordering::Relaxed);
+            core.dispatch(q, false, None, w);
+        });
+    }
+
+    pub(crate) fn acquire(&self, class: Class, patience: Patience) -> Waiter<'_> {
+        Waiter {
+            core: self,
+            timer: None,
+            since: u64::MAX,
+            patience,
             slot: NOT_QUEUED,
-            since: None,
+            class,
         }
     }
 }
 
-const NOT_QUEUED: u32 = NIL;
-const DONE: u32 = NIL - 1;
+/// How long, and behind how many others, one call is willing to wait: the
+/// per-declaration options `wait` and `queue`, packed small (every parked
+/// caller carries a copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Patience {
+    /// Nanoseconds; `u64::MAX`: no limit.
+    wait_ns: u64,
+    /// `u32::MAX`: no limit.
+    queue: u32,
+}
 
-/// Future of [`Semaphore::acquire`]: resolves once the caller holds a
-/// permit (which it must give back with [`Semaphore::release`]).
+impl Default for Patience {
+    fn default() -> Self {
+        Patience::UNLIMITED
+    }
+}
+
+impl Patience {
+    pub(crate) const UNLIMITED: Patience = Patience {
+        wait_ns: u64::MAX,
+        queue: u32::MAX,
+    };
+
+    pub(crate) const fn with_wait(mut self, wait: Duration) -> Patience {
+        let ns = wait.as_nanos();
+        // A wait of 584 years or more is no limit.
+        self.wait_ns = if ns >= u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ns as u64
+        };
+        self
+    }
+
+    pub(crate) const fn with_queue(mut self, queue: usize) -> Patience {
+        // Four billion waiters or more is no limit.
+        self.queue = if queue >= u32::MAX as usize {
+            u32::MAX
+        } else {
+            queue as u32
+        };
+        self
+    }
+
+    pub(crate) fn wait(&self) -> Option<Duration> {
+        (self.wait_ns != u64::MAX).then(|| Duration::from_nanos(self.wait_ns))
+    }
+
+    pub(crate) fn queue(&self) -> Option<usize> {
+        (self.queue != u32::MAX).then_some(self.queue as usize)
+    }
+}
+
+/// Why a waiter gave up (the limiter turns it into an [`Error`](crate::Error)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `waiting` calls were queued already.
+    QueueFull { waiting: usize },
+    /// Waited `waited` without starting.
+    WaitTimeout { waited: Duration },
+}
+
+const NOT_QUEUED: u32 = super::queue::NIL;
+const DONE: u32 = super::queue::NIL - 1;
+
+/// Future of [`Core::acquire`]: resolves once the caller may start (and
+/// then holds a permit, which it gives back with [`Core::release`]), or
+/// with the reason it gave up.
 ///
-/// Dropping it while queued leaves the queue; dropping it after a permit was
-/// handed to it but before it was polled passes that permit on.
-pub(crate) struct Acquire<'a> {
-    sem: &'a Semaphore,
+/// Dropping it while queued leaves the queue; dropping it after a start was
+/// granted but before it was polled passes the permit on.
+pub(crate) struct Waiter<'a> {
+    core: &'a Core,
+    /// Wakes the waiter at its deadline, or when the rate allows it to
+    /// start; allocated only if it is needed.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When the caller queued, in the rate gate's time (`u64::MAX`: not
+    /// queued).
+    since: u64,
+    patience: Patience,
     /// `NOT_QUEUED`, `DONE`, or the caller's slot in the queue.
     slot: u32,
-    /// When the caller queued (for the wait-time counters).
-    since: Option<Instant>,
+    class: Class,
 }
 
-impl Future for Acquire<'_> {
-    type Output = ();
+impl Waiter<'_> {
+    fn deadline(&self) -> Option<Instant> {
+        let since = self.core.rate.instant(self.since);
+        Some(since + self.patience.wait()?)
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let sem = this.sem;
-        match this.slot {
-            DONE => panic!("`Acquire` polled after completion"),
-            NOT_QUEUED => {
-                if sem.try_acquire() {
-                    this.slot = DONE;
-                    return Poll::Ready(());
-                }
-                // Cloned before locking: a foreign waker runs arbitrary code.
-                let waker = cx.waker().clone();
-                let mut q = lock(&sem.queue);
-                let mut s = sem.state.load(Ordering::Acquire);
-                loop {
-                    if s & QUEUED != 0 {
-                        break;
-                    }
-                    let next = if permits(s) > 0 { s - ONE } else { s | QUEUED };
-                    match sem
-                        .state
-                        .compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire)
-                    {
-                        Ok(_) if next & QUEUED == 0 => {
-                            drop(q);
-                            sem.note_acquired(permits(next));
-                            this.slot = DONE;
-                            return Poll::Ready(());
-                        }
-                        Ok(_) => break,
-                        Err(actual) => s = actual,
-                    }
-                }
-                this.slot = q.push(waker);
-                sem.waiting.store(q.len, Ordering::Relaxed);
-                drop(q);
-                this.since = Some(Instant::now());
-                Poll::Pending
+    /// The class the caller waits (and will hold its permit) in.
+    pub(crate) fn class(&self) -> Class {
+        self.class
+    }
+
+    /// The options it waits with.
+    pub(crate) fn patience(&self) -> Patience {
+        self.patience
+    }
+
+    /// First poll that could not start lock-free: queue, unless the queue
+    /// bound refuses. `Some` if the call is decided.
+    fn enqueue(&mut self, cx: &Context<'_>) -> Option<Result<(), Refusal>> {
+        // Cloned before locking: a foreign waker runs arbitrary code.
+        let waker = cx.waker().clone();
+        let core = self.core;
+        let class = self.class;
+        let bound = self.patience.queue();
+        let outcome = core.locked(|core, q, w| {
+            let before = q.len();
+            core.state.fetch_or(QUEUED, Ordering::AcqRel);
+            let idx = q.push(class, waker);
+            core.dispatch(q, false, Some(idx), w);
+            if q.granted(idx) {
+                q.release_slot(idx);
+                return Some(Ok(()));
             }
-            idx => {
-                let mut q = lock(&sem.queue);
-                let node = &mut q.nodes[idx as usize];
-                if node.granted() {
-                    q.release_slot(idx);
-                    drop(q);
-                    this.slot = DONE;
-                    let free = permits(sem.state.load(Ordering::Relaxed));
-                    sem.note_acquired(free);
-                    if let Some(since) = this.since {
-                        sem.note_waited(since);
-                    }
-                    return Poll::Ready(());
-                }
-                match &mut node.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    w => *w = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+            if bound.is_some_and(|b| before >= b) {
+                q.unlink(class, idx);
+                q.release_slot(idx);
+                core.dispatch(q, false, None, w);
+                return Some(Err(Refusal::QueueFull { waiting: before }));
             }
+            self.slot = idx;
+            None
+        });
+        match outcome {
+            Some(Ok(())) => {
+                self.slot = DONE;
+                core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
+            }
+            Some(Err(_)) => {
+                self.slot = DONE;
+                core.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+            }
+            None => self.since = core.rate.now(),
         }
+        outcome
+    }
+
+    /// A queued waiter's poll: started, gave up, or still waiting (with the
+    /// time to be woken at, if any).
+    fn check(&mut self, cx: &Context<'_>) -> Result<Result<(), Refusal>, Option<Instant>> {
+        let idx = self.slot;
+        let class = self.class;
+        let deadline = self.deadline();
+        self.core.locked(|core, q, w| {
+            if !q.granted(idx) {
+                core.dispatch(q, false, Some(idx), w);
+            }
+            if q.granted(idx) {
+                q.release_slot(idx);
+                return Ok(Ok(()));
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    q.unlink(class, idx);
+                    q.release_slot(idx);
+                    core.dispatch(q, false, None, w);
+                    return Ok(Err(Refusal::WaitTimeout {
+                        waited: Duration::ZERO,
+                    }));
+                }
+            }
+            q.set_waker(idx, cx.waker());
+            let rate_at = match q.rate_due {
+                Some((i, at)) if i == idx => {
+                    q.rate_armed = Some((idx, at));
+                    Some(core.rate.instant(at))
+                }
+                _ => None,
+            };
+            Err(match (deadline, rate_at) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            })
+        })
     }
 }
 
-impl Drop for Acquire<'_> {
+impl Future for Waiter<'_> {
+    type Output = Result<(), Refusal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        let this = self.get_mut();
+        if this.slot == DONE {
+            panic!("a limiter's acquire future was polled after it completed");
+        }
+        if this.slot == NOT_QUEUED {
+            if this.core.try_acquire(this.class) {
+                this.slot = DONE;
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(decided) = this.enqueue(cx) {
+                return Poll::Ready(decided);
+            }
+        }
+        // Bounded: a timer that fires loops once more to act on it.
+        for _ in 0..4 {
+            match this.check(cx) {
+                Ok(outcome) => {
+                    this.slot = DONE;
+                    let core = this.core;
+                    let since = core.rate.instant(this.since);
+                    match outcome {
+                        Ok(()) => {
+                            core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
+                            core.note_waited(since);
+                            return Poll::Ready(Ok(()));
+                        }
+                        Err(_) => {
+                            core.counters.rejected_wait.fetch_add(1, Ordering::Relaxed);
+                            let waited = Instant::now().saturating_duration_since(since);
+                            return Poll::Ready(Err(Refusal::WaitTimeout { waited }));
+                        }
+                    }
+                }
+                Err(None) => return Poll::Pending,
+                Err(Some(at)) => {
+                    let timer = match &mut this.timer {
+                        Some(t) => {
+                            if t.deadline() != at {
+                                t.as_mut().reset(at);
+                            }
+                            t
+                        }
+                        slot => slot.insert(Box::pin(tokio::time::sleep_until(at))),
+                    };
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+        // A timer kept firing without the state changing (clock
+        // granularity): try again on the next turn of the executor.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         let idx = self.slot;
         if idx == DONE || idx == NOT_QUEUED {
             return;
         }
-        let sem = self.sem;
-        let mut q = lock(&sem.queue);
-        let waker = if q.nodes[idx as usize].granted() {
-            // A permit was handed to us: pass it on.
-            q.release_slot(idx);
-            sem.release_locked(&mut q)
-        } else {
-            q.unlink(idx);
-            q.release_slot(idx);
-            sem.after_dequeue(&q);
-            None
-        };
-        drop(q);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        let class = self.class;
+        self.core.locked(|core, q, w| {
+            if q.granted(idx) {
+                // A start was handed to us: pass the permit on.
+                q.release_slot(idx);
+                if class == Class::Batch {
+                    core.batch_active.fetch_sub(1, Ordering::AcqRel);
+                }
+                core.dispatch(q, true, None, w);
+            } else {
+                q.unlink(class, idx);
+                q.release_slot(idx);
+                core.dispatch(q, false, None, w);
+            }
+        });
     }
 }

@@ -1,17 +1,39 @@
-//! Named, process-wide concurrency limiters.
+//! Named, process-wide limiters.
+//!
+//! | file | part |
+//! |---|---|
+//! | `mod.rs` | [`Limiter`], the handle; its futures and [`Permit`]; stats |
+//! | `registry.rs` | the process-wide registry and [`StaticLimiter`], a declaration |
+//! | `core.rs` | permits, the one queue, and the dispatcher that decides who starts |
+//! | `queue.rs` | the waiters: a FIFO list per class (online, batch) |
+//! | `rate.rs` | [`Rate`] and the GCRA gate that enforces it |
 
-use std::collections::HashMap;
+mod core;
+mod queue;
+mod rate;
+mod registry;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::sem::{self, Semaphore};
+use self::core::{Core, Patience, Refusal, Waiter, MAX_PERMITS};
+pub(crate) use self::queue::Class;
+pub use self::rate::{ParseRateError, Rate};
+pub use self::registry::StaticLimiter;
+use self::registry::{registry, Declaration, Entry};
+use crate::error::{Error, ErrorKind, Subject, Written};
 
-/// A concurrency limit: at most [`max`](Limiter::max) futures run under it
-/// at once, the others wait in first-come, first-served order.
+/// A limit on how many futures run at once, and how fast they start.
+///
+/// At most [`max`](Limiter::max) futures run under it at once, their starts
+/// follow its [`rate`](Limiter::rate) if it has one, and the others wait in
+/// first-come, first-served order (online work before
+/// [batch](crate::batch) work).
 ///
 /// A `Limiter` is a cheap handle (an `Arc`): clones share one limit.
 /// Limiters with a name live in a process-wide registry, so every
@@ -46,7 +68,7 @@ pub struct Limiter {
 struct Inner {
     name: Box<str>,
     named: bool,
-    sem: Semaphore,
+    core: Core,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -58,43 +80,127 @@ struct Inner {
 pub struct LimiterStats {
     /// The limiter's name.
     pub name: String,
-    /// The current limit.
+    /// The configured limit (`usize::MAX`: no concurrency cap).
     pub max: usize,
+    /// The limit in force now (see [`Limiter::limit`]).
+    pub limit: usize,
+    /// The rate, if the limiter has one.
+    pub rate: Option<Rate>,
     /// Bodies running now.
     pub active: usize,
     /// Callers queued now.
     pub waiting: usize,
-    /// Permits handed out since the limiter was created.
+    /// Starts since the limiter was created.
     pub acquired: u64,
     /// The most bodies that ever ran at once.
     pub peak_active: usize,
-    /// Calls that had to queue before they got a permit.
+    /// Calls that had to queue before they started.
     pub waited: u64,
-    /// Time all queued calls spent waiting, added up.
+    /// Time all queued calls spent waiting before they started, added up.
     pub wait_total: Duration,
-    /// The longest time one call waited.
+    /// The longest time one call waited before it started.
     pub wait_max: Duration,
+    /// Calls refused because the queue was full (`queue`).
+    pub rejected_full: u64,
+    /// Calls that gave up waiting (`wait`).
+    pub rejected_wait: u64,
+}
+
+/// How patient one call is: the options `wait` and `queue` of
+/// `#[limited]`, for [`Limiter::acquire_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use limit_runtime::AcquireOptions;
+///
+/// let online = AcquireOptions::new().wait(Duration::from_millis(50)).queue(100);
+/// let never_wait = AcquireOptions::new().queue(0);
+/// # let _ = (online, never_wait);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcquireOptions {
+    patience: Patience,
+}
+
+impl AcquireOptions {
+    /// Waits as long as it takes, behind any number of callers.
+    pub const fn new() -> Self {
+        AcquireOptions {
+            patience: Patience::UNLIMITED,
+        }
+    }
+
+    /// Gives up with [`ErrorKind::WaitTimeout`] if the call cannot start
+    /// within `wait` (waiting for a permit and for the rate together).
+    pub const fn wait(mut self, wait: Duration) -> Self {
+        self.patience = self.patience.with_wait(wait);
+        self
+    }
+
+    /// Refuses the call with [`ErrorKind::QueueFull`] if `queue` callers
+    /// already wait (0: never wait).
+    pub const fn queue(mut self, queue: usize) -> Self {
+        self.patience = self.patience.with_queue(queue);
+        self
+    }
+}
+
+/// Where the options of a refused call were written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    /// Nowhere: the call cannot be refused.
+    None,
+    /// A call of [`Limiter::acquire_with`].
+    Call(&'static std::panic::Location<'static>),
+    /// A declaration.
+    Declared(&'static StaticLimiter),
+}
+
+impl Origin {
+    fn file_line(self) -> (&'static str, u32) {
+        match self {
+            Origin::None => ("", 0),
+            Origin::Call(at) => (at.file(), at.line()),
+            Origin::Declared(s) => s.declared_file_line(),
+        }
+    }
+}
+
+fn public_max(max: usize) -> usize {
+    if max >= MAX_PERMITS {
+        usize::MAX
+    } else {
+        max
+    }
 }
 
 impl Limiter {
-    fn create(name: &str, named: bool, max: usize) -> Limiter {
+    pub(crate) fn create(name: &str, named: bool, max: usize, rate: Option<Rate>) -> Limiter {
         Limiter {
             inner: Arc::new(Inner {
                 name: name.into(),
                 named,
-                sem: Semaphore::new(max),
+                core: Core::new(max, rate),
             }),
         }
+    }
+
+    pub(crate) fn create_private(name: &str, max: usize, rate: Option<Rate>) -> Limiter {
+        let limiter = Limiter::create(name, false, max, rate);
+        registry().private.push(limiter.clone());
+        limiter
     }
 
     /// Returns the limiter called `name`, creating it with `max` permits if
     /// it does not exist yet.
     ///
     /// If it exists, it is returned as it is, whatever its `max`: the first
-    /// declaration of a name stands. (A `#[limited]` function whose `max`
-    /// differs from the first declaration panics in debug builds; see the
-    /// crate docs.) A `max` of 0 creates a paused limiter that admits nobody
-    /// until [`set_max`](Limiter::set_max) raises it.
+    /// declaration of a name stands. (A `#[limited]` function whose options
+    /// differ from the first declaration panics in debug builds; see
+    /// [`StaticLimiter`].) A `max` of 0 creates a paused limiter that admits
+    /// nobody until [`set_max`](Limiter::set_max) raises it; `usize::MAX`
+    /// creates one with no concurrency cap (give it a rate with
+    /// [`set_rate`](Limiter::set_rate)).
     ///
     /// ```
     /// use limit_runtime::Limiter;
@@ -111,13 +217,14 @@ impl Limiter {
         if let Some(entry) = reg.named.get(name) {
             return entry.limiter.clone();
         }
-        let limiter = Limiter::create(name, true, max);
+        let limiter = Limiter::create(name, true, max, None);
         reg.named.insert(
             name.into(),
             Entry {
                 limiter: limiter.clone(),
                 declared: Declaration {
                     max,
+                    rate: None,
                     file: at.file(),
                     line: at.line(),
                 },
@@ -136,9 +243,11 @@ impl Limiter {
     /// assert!(!mine.same_as(&Limiter::private("thumbnails", 4)));
     /// ```
     pub fn private(name: &str, max: usize) -> Limiter {
-        let limiter = Limiter::create(name, false, max);
-        registry().private.push(limiter.clone());
-        limiter
+        Limiter::create_private(name, max, None)
+    }
+
+    fn core(&self) -> &Core {
+        &self.inner.core
     }
 
     /// The limiter's name.
@@ -151,31 +260,44 @@ impl Limiter {
         self.inner.named
     }
 
-    /// The current limit.
+    /// The configured concurrency limit; `usize::MAX` if there is no cap
+    /// (a limiter with only a rate).
     pub fn max(&self) -> usize {
-        self.inner.sem.max()
+        public_max(self.core().max())
+    }
+
+    /// The limit in force now: [`max`](Limiter::max) (`usize::MAX` if
+    /// uncapped).
+    pub fn limit(&self) -> usize {
+        public_max(self.core().max())
+    }
+
+    /// The rate that body starts follow, if any.
+    pub fn rate(&self) -> Option<Rate> {
+        self.core().rate.rate()
     }
 
     /// Bodies running under the limiter now.
     pub fn active(&self) -> usize {
-        self.inner.sem.active()
+        self.core().active()
     }
 
     /// Callers queued now.
     pub fn waiting(&self) -> usize {
-        self.inner.sem.waiting()
+        self.core().waiting()
     }
 
     /// Permits a caller could take right now without waiting.
     pub fn available(&self) -> usize {
-        self.inner.sem.available()
+        self.core().available()
     }
 
     /// Changes the limit while the limiter is in use.
     ///
     /// Raising it lets queued callers in at once. Lowering it never
     /// interrupts running bodies: new starts wait until fewer than the new
-    /// `max` are running. Values above `isize::MAX / 8` are clamped.
+    /// `max` are running. `usize::MAX` (or anything above `isize::MAX / 8`)
+    /// removes the cap.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -185,10 +307,69 @@ impl Limiter {
     /// # }
     /// ```
     pub fn set_max(&self, max: usize) {
-        self.inner.sem.set_max(max);
+        self.core().set_max(max);
     }
 
-    /// Runs `fut` once a permit is free, and gives the permit back when it
+    /// Changes the rate while the limiter is in use (`None` removes it).
+    ///
+    /// Waiters the old rate held back start as soon as the new one allows.
+    /// The rate's state carries over: a start just before the change still
+    /// counts.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use limit_runtime::{Limiter, Rate};
+    ///
+    /// let github = Limiter::named("doc-github", usize::MAX); // no concurrency cap
+    /// github.set_rate(Some("5000/h".parse().unwrap()));
+    /// assert_eq!(github.rate(), Some(Rate::per_hour(5000)));
+    /// github.set_rate(None);
+    /// assert_eq!(github.rate(), None);
+    /// # }
+    /// ```
+    pub fn set_rate(&self, rate: Option<Rate>) {
+        self.core().set_rate(rate);
+    }
+
+    /// Permits that [batch](crate::batch) work never takes, so that online
+    /// calls find one free at once even while a batch saturates the
+    /// limiter.
+    pub fn reserve(&self) -> usize {
+        self.core().reserve()
+    }
+
+    /// Changes the reserve: batch work never holds more than
+    /// `limit − reserve` permits. Batch calls already running are not
+    /// interrupted. A reserve of `limit` or more stops batch work from
+    /// starting at all (a way to pause a job by hand).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use limit_runtime::{batch, Limiter};
+    ///
+    /// let users = Limiter::named("doc-reserve", 4);
+    /// users.set_reserve(1);
+    /// let job = batch::scope(async {
+    ///     let permits: Vec<_> = (0..3).filter_map(|_| users.try_acquire()).collect();
+    ///     assert_eq!(permits.len(), 3);
+    ///     assert!(users.try_acquire().is_none()); // the 4th is reserved
+    ///     permits
+    /// })
+    /// .await;
+    /// assert!(users.try_acquire().is_some()); // online work gets it
+    /// # drop(job);
+    /// # }
+    /// ```
+    pub fn set_reserve(&self, reserve: usize) {
+        self.core().set_reserve(reserve);
+    }
+
+    /// Permits held by batch work now.
+    pub fn batch_active(&self) -> usize {
+        self.core().batch_active()
+    }
+
+    /// Runs `fut` once it may start, and gives the permit back when it
     /// finishes or is dropped.
     ///
     /// ```
@@ -202,65 +383,157 @@ impl Limiter {
         fut.await
     }
 
-    /// Waits for a permit. The permit is held until the returned [`Permit`]
-    /// is dropped.
+    /// Waits, as long as it takes, until the caller may start. The permit is
+    /// held until the returned [`Permit`] is dropped.
     pub fn acquire(&self) -> Acquire<'_> {
         Acquire {
+            inner: self.acquire_patient(Patience::UNLIMITED, Origin::None),
+        }
+    }
+
+    /// Waits until the caller may start, within `options`: gives up with
+    /// [`ErrorKind::WaitTimeout`] after `wait`, or is refused at once with
+    /// [`ErrorKind::QueueFull`] when `queue` callers already wait. The error
+    /// names the limiter and the line this was called from.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use std::time::Duration;
+    /// use limit_runtime::{AcquireOptions, ErrorKind, Limiter};
+    ///
+    /// let l = Limiter::named("doc-acquire-with", 1);
+    /// let held = l.acquire().await;
+    /// let patient = AcquireOptions::new().wait(Duration::from_millis(200));
+    /// let err = l.acquire_with(patient).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::WaitTimeout);
+    /// assert!(err.to_string().starts_with(
+    ///     "limiter \"doc-acquire-with\": gave up after waiting 200ms for a permit (wait = \"200ms\" at "
+    /// ));
+    /// let never_wait = AcquireOptions::new().queue(0);
+    /// assert_eq!(l.acquire_with(never_wait).await.unwrap_err().kind(), ErrorKind::QueueFull);
+    /// drop(held);
+    /// assert!(l.acquire_with(never_wait).await.is_ok());
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn acquire_with(&self, options: AcquireOptions) -> AcquireWith<'_> {
+        let origin = Origin::Call(std::panic::Location::caller());
+        self.acquire_patient(options.patience, origin)
+    }
+
+    pub(crate) fn acquire_patient(&self, patience: Patience, origin: Origin) -> AcquireWith<'_> {
+        AcquireWith {
             limiter: self,
-            inner: self.inner.sem.acquire(),
+            waiter: self.core().acquire(crate::batch::class(), patience),
+            origin,
             #[cfg(feature = "tracing")]
             reported: false,
         }
     }
 
-    /// Takes a permit if one is free and nobody is waiting for one.
+    /// Starts now if the limiter allows it without waiting (a permit free,
+    /// nobody queued, the rate allows a start).
     pub fn try_acquire(&self) -> Option<Permit<'_>> {
-        self.inner
-            .sem
-            .try_acquire()
-            .then(|| Permit { limiter: self })
+        let class = crate::batch::class();
+        // `then`, not `then_some`: a `Permit` built for nothing would give
+        // back a permit never taken when it is dropped.
+        self.core().try_acquire(class).then(|| Permit {
+            limiter: self,
+            class,
+        })
     }
 
     /// A copy of the limiter's counters.
     pub fn stats(&self) -> LimiterStats {
-        self.inner.sem.stats(self.name().to_owned())
+        let core = self.core();
+        let c = &core.counters;
+        LimiterStats {
+            name: self.name().to_owned(),
+            max: self.max(),
+            limit: self.limit(),
+            rate: self.rate(),
+            active: core.active(),
+            waiting: core.waiting(),
+            acquired: c.acquired.load(Ordering::Relaxed),
+            peak_active: c.peak_active.load(Ordering::Relaxed),
+            waited: c.waited.load(Ordering::Relaxed),
+            wait_total: Duration::from_nanos(c.wait_total_ns.load(Ordering::Relaxed)),
+            wait_max: Duration::from_nanos(c.wait_max_ns.load(Ordering::Relaxed)),
+            rejected_full: c.rejected_full.load(Ordering::Relaxed),
+            rejected_wait: c.rejected_wait.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether two handles refer to the same limiter.
     pub fn same_as(&self, other: &Limiter) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
+
+    fn refusal(&self, refusal: Refusal, patience: Patience, origin: Origin) -> Error {
+        let (kind, what, option) = match refusal {
+            Refusal::QueueFull { waiting } => {
+                let bound = patience.queue().unwrap_or(0);
+                let what = if waiting == 0 {
+                    "refused a call: no permit was free and the declaration allows no waiting"
+                        .to_owned()
+                } else {
+                    format!(
+                        "refused a call: {waiting} call{} already waiting for a permit",
+                        if waiting == 1 { " was" } else { "s were" }
+                    )
+                };
+                (ErrorKind::QueueFull, what, format!("queue = {bound}"))
+            }
+            Refusal::WaitTimeout { .. } => {
+                let wait = Written(patience.wait().unwrap_or_default());
+                (
+                    ErrorKind::WaitTimeout,
+                    format!("gave up after waiting {wait} for a permit"),
+                    format!("wait = \"{wait}\""),
+                )
+            }
+        };
+        let (file, line) = origin.file_line();
+        Error::new(kind, Subject::Limiter, self.name(), what).caused_by(option, file, line)
+    }
 }
 
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Limiter")
-            .field("name", &self.name())
+        let mut d = f.debug_struct("Limiter");
+        d.field("name", &self.name())
             .field("max", &self.max())
             .field("active", &self.active())
-            .field("waiting", &self.waiting())
-            .finish()
+            .field("waiting", &self.waiting());
+        if let Some(r) = self.rate() {
+            d.field("rate", &r);
+        }
+        d.finish()
     }
 }
 
-/// Future returned by [`Limiter::acquire`].
+/// Future returned by [`Limiter::acquire_with`] and
+/// [`StaticLimiter::acquire_declared`]: a [`Permit`], or the
+/// [`Error`] that refused the call.
 #[must_use = "futures do nothing unless awaited"]
-pub struct Acquire<'a> {
+pub struct AcquireWith<'a> {
     limiter: &'a Limiter,
-    inner: sem::Acquire<'a>,
+    waiter: Waiter<'a>,
+    origin: Origin,
     #[cfg(feature = "tracing")]
     reported: bool,
 }
 
-impl<'a> Future for Acquire<'a> {
-    type Output = Permit<'a>;
+impl<'a> Future for AcquireWith<'a> {
+    type Output = Result<Permit<'a>, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit<'a>> {
-        let limiter = self.limiter;
-        let poll = Pin::new(&mut self.inner).poll(cx);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let limiter = this.limiter;
+        let poll = Pin::new(&mut this.waiter).poll(cx);
         #[cfg(feature = "tracing")]
-        if poll.is_pending() && !self.reported {
-            self.reported = true;
+        if poll.is_pending() && !this.reported {
+            this.reported = true;
             tracing::trace!(
                 target: "limit_runtime::limited",
                 limiter = limiter.name(),
@@ -269,27 +542,71 @@ impl<'a> Future for Acquire<'a> {
                 "limiter full; waiting for a permit"
             );
         }
-        poll.map(|()| Permit { limiter })
+        match poll {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Permit {
+                limiter,
+                class: this.waiter.class(),
+            })),
+            Poll::Ready(Err(refusal)) => {
+                let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
+                #[cfg(feature = "tracing")]
+                tracing::debug!(
+                    target: "limit_runtime::limited",
+                    limiter = limiter.name(),
+                    kind = ?err.kind(),
+                    "call refused: {err}"
+                );
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AcquireWith<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireWith")
+            .field("limiter", &self.limiter.name())
+            .finish()
+    }
+}
+
+/// Future returned by [`Limiter::acquire`]: waits as long as it takes.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Acquire<'a> {
+    inner: AcquireWith<'a>,
+}
+
+impl<'a> Future for Acquire<'a> {
+    type Output = Permit<'a>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit<'a>> {
+        Pin::new(&mut self.inner).poll(cx).map(|r| match r {
+            Ok(p) => p,
+            Err(e) => unreachable!("a call without `wait` or `queue` was refused: {e}"),
+        })
     }
 }
 
 impl fmt::Debug for Acquire<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Acquire")
-            .field("limiter", &self.limiter.name())
+            .field("limiter", &self.inner.limiter.name())
             .finish()
     }
 }
 
-/// A permit of a [`Limiter`]; dropping it gives the permit back.
+/// The right to run one body under a [`Limiter`]; dropping it gives the
+/// permit back.
 #[must_use = "the permit is given back as soon as it is dropped"]
 pub struct Permit<'a> {
     limiter: &'a Limiter,
+    class: Class,
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.limiter.inner.sem.release();
+        self.limiter.core().release(self.class);
     }
 }
 
@@ -297,6 +614,7 @@ impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("limiter", &self.limiter.name())
+            .field("batch", &(self.class == Class::Batch))
             .finish()
     }
 }
@@ -332,181 +650,4 @@ pub fn limiters() -> Vec<Limiter> {
     drop(reg);
     all.sort_by(|a, b| a.name().cmp(b.name()));
     all
-}
-
-struct Registry {
-    named: HashMap<Box<str>, Entry>,
-    private: Vec<Limiter>,
-}
-
-struct Entry {
-    limiter: Limiter,
-    declared: Declaration,
-}
-
-#[derive(Clone, Copy)]
-struct Declaration {
-    max: usize,
-    file: &'static str,
-    line: u32,
-}
-
-impl fmt::Display for Declaration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "max = {} at {}:{}", self.max, self.file, self.line)
-    }
-}
-
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
-    Mutex::new(Registry {
-        named: HashMap::new(),
-        private: Vec::new(),
-    })
-});
-
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    // The registry is never left half-updated, so a poisoned lock is safe.
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A limiter declared in a `static`: resolved against the registry on first
-/// use, then a plain pointer read on every call.
-///
-/// This is what `#[limited]` expands to, and the way to write the same thing
-/// by hand:
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use limit_runtime::StaticLimiter;
-///
-/// static ADDRESS: StaticLimiter = StaticLimiter::new("doc-static", 10);
-///
-/// async fn fetch_address(id: u64) -> u64 {
-///     ADDRESS.run(async move { id * 2 }).await
-/// }
-///
-/// assert_eq!(fetch_address(21).await, 42);
-/// assert_eq!(ADDRESS.max(), 10); // derefs to `Limiter`
-/// # }
-/// ```
-///
-/// Two declarations of one name with different `max` are a bug: on the
-/// first use of the second one, debug builds panic with a message that names
-/// the limiter and both declarations; release builds keep the first.
-pub struct StaticLimiter {
-    name: &'static str,
-    named: bool,
-    max: usize,
-    file: &'static str,
-    line: u32,
-    strict: bool,
-    cell: OnceLock<Limiter>,
-}
-
-impl StaticLimiter {
-    /// A declaration of the shared limiter `name` with `max` permits,
-    /// recording where it is written (for conflict messages).
-    ///
-    /// # Panics
-    ///
-    /// At compile time (the constructor runs in a `static`'s initializer) if
-    /// `max` is 0.
-    #[track_caller]
-    pub const fn new(name: &'static str, max: usize) -> Self {
-        assert!(max >= 1, "a limiter's `max` must be at least 1");
-        let at = std::panic::Location::caller();
-        StaticLimiter {
-            name,
-            named: true,
-            max,
-            file: at.file(),
-            line: at.line(),
-            strict: cfg!(debug_assertions),
-            cell: OnceLock::new(),
-        }
-    }
-
-    /// A limiter of this declaration's own, labelled `label` (the macro
-    /// uses the function's module path and name).
-    ///
-    /// # Panics
-    ///
-    /// At compile time if `max` is 0.
-    #[track_caller]
-    pub const fn private(label: &'static str, max: usize) -> Self {
-        let mut this = StaticLimiter::new(label, max);
-        this.named = false;
-        this
-    }
-
-    /// Overrides where the declaration is said to be written (by default,
-    /// where [`new`](StaticLimiter::new) is called).
-    pub const fn declared_at(mut self, file: &'static str, line: u32) -> Self {
-        self.file = file;
-        self.line = line;
-        self
-    }
-
-    /// The limiter, created or looked up on first use.
-    ///
-    /// # Panics
-    ///
-    /// In builds with debug assertions, if another declaration of the same
-    /// name has a different `max`.
-    #[inline]
-    pub fn limiter(&self) -> &Limiter {
-        self.cell.get_or_init(|| self.resolve())
-    }
-
-    #[cold]
-    fn resolve(&self) -> Limiter {
-        if !self.named {
-            return Limiter::private(self.name, self.max);
-        }
-        let mine = Declaration {
-            max: self.max,
-            file: self.file,
-            line: self.line,
-        };
-        let mut reg = registry();
-        let Some(entry) = reg.named.get(self.name) else {
-            let limiter = Limiter::create(self.name, true, self.max);
-            let entry = Entry {
-                limiter: limiter.clone(),
-                declared: mine,
-            };
-            reg.named.insert(self.name.into(), entry);
-            return limiter;
-        };
-        let first = entry.declared;
-        let limiter = entry.limiter.clone();
-        drop(reg);
-        if first.max != mine.max && self.strict {
-            panic!(
-                "limiter \"{}\" is declared twice with different limits: {} and {}; \
-                 give both declarations the same max, or use two names \
-                 (release builds keep the first declaration)",
-                self.name, first, mine
-            );
-        }
-        limiter
-    }
-}
-
-impl std::ops::Deref for StaticLimiter {
-    type Target = Limiter;
-
-    fn deref(&self) -> &Limiter {
-        self.limiter()
-    }
-}
-
-impl fmt::Debug for StaticLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticLimiter")
-            .field("name", &self.name)
-            .field("max", &self.max)
-            .field("declared_at", &format_args!("{}:{}", self.file, self.line))
-            .finish()
-    }
 }

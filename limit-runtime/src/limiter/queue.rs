@@ -1,0 +1,230 @@
+//! The waiters of one limiter: a FIFO list per class, threaded by index
+//! through one `Vec`.
+//!
+//! A queued caller costs one 24-byte slot and no allocation of its own;
+//! leaving from the middle (a dropped or timed-out waiter) is O(1). The
+//! queue knows nothing of permits or rates: [`Core`](super::core::Core)
+//! decides who may start and calls [`Queue::pop_front`].
+
+use std::task::Waker;
+
+pub(crate) const NIL: u32 = u32::MAX;
+/// `prev` of a node whose owner was granted a start (it is out of the list).
+const GRANTED: u32 = NIL - 1;
+
+/// Which list a waiter is in. Online waiters start before batch ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    Online = 0,
+    Batch = 1,
+}
+
+struct Node {
+    waker: Option<Waker>,
+    /// The previous node (`NIL` at the head), or `GRANTED`.
+    prev: u32,
+    /// The next node (`NIL` at the tail), or the next free slot.
+    next: u32,
+}
+
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+    len: 0,
+};
+
+pub(crate) struct Queue {
+    nodes: Vec<Node>,
+    lists: [List; 2],
+    free: u32,
+    /// Slots owned by a caller: queued, or granted and not yet collected.
+    used: usize,
+    /// The waiter held back by the rate alone, and when the rate next
+    /// allows a start (set by the dispatcher).
+    pub(crate) rate_due: Option<(u32, u64)>,
+    /// The waiter that armed a timer for `rate_due`, and for when.
+    pub(crate) rate_armed: Option<(u32, u64)>,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Queue {
+        Queue {
+            nodes: Vec::new(),
+            lists: [EMPTY; 2],
+            free: NIL,
+            used: 0,
+            rate_due: None,
+            rate_armed: None,
+        }
+    }
+
+    /// Waiters in both lists.
+    pub(crate) fn len(&self) -> usize {
+        self.lists[0].len + self.lists[1].len
+    }
+
+    pub(crate) fn front(&self, class: Class) -> Option<u32> {
+        let head = self.lists[class as usize].head;
+        (head != NIL).then_some(head)
+    }
+
+    /// Appends a waiter to its class's list and returns its slot.
+    pub(crate) fn push(&mut self, class: Class, waker: Waker) -> u32 {
+        let list = &mut self.lists[class as usize];
+        let node = Node {
+            waker: Some(waker),
+            prev: list.tail,
+            next: NIL,
+        };
+        let idx = if self.free != NIL {
+            let idx = self.free;
+            self.free = self.nodes[idx as usize].next;
+            self.nodes[idx as usize] = node;
+            idx
+        } else {
+            // More than u32::MAX - 2 simultaneous waiters cannot be
+            // represented; that many tasks do not fit in memory anyway.
+            let idx = u32::try_from(self.nodes.len())
+                .ok()
+                .filter(|&i| i < GRANTED)
+                .expect("too many waiters");
+            self.nodes.push(node);
+            idx
+        };
+        if list.tail == NIL {
+            list.head = idx;
+        } else {
+            self.nodes[list.tail as usize].next = idx;
+        }
+        list.tail = idx;
+        list.len += 1;
+        self.used += 1;
+        idx
+    }
+
+    /// Takes a waiting `idx` out of its list (the slot stays its owner's).
+    pub(crate) fn unlink(&mut self, class: Class, idx: u32) {
+        let (prev, next) = {
+            let n = &self.nodes[idx as usize];
+            (n.prev, n.next)
+        };
+        debug_assert!(prev != GRANTED, "unlinking a granted waiter");
+        let list = &mut self.lists[class as usize];
+        if prev == NIL {
+            list.head = next;
+        } else {
+            self.nodes[prev as usize].next = next;
+        }
+        if next == NIL {
+            list.tail = prev;
+        } else {
+            self.nodes[next as usize].prev = prev;
+        }
+        list.len -= 1;
+        if self.rate_armed.is_some_and(|(i, _)| i == idx) {
+            self.rate_armed = None;
+        }
+    }
+
+    /// Grants the front waiter of `class` a start: takes it out of the list
+    /// and returns its waker.
+    pub(crate) fn pop_front(&mut self, class: Class) -> Option<Waker> {
+        let idx = self.front(class)?;
+        self.unlink(class, idx);
+        let node = &mut self.nodes[idx as usize];
+        node.prev = GRANTED;
+        node.waker.take()
+    }
+
+    pub(crate) fn granted(&self, idx: u32) -> bool {
+        self.nodes[idx as usize].prev == GRANTED
+    }
+
+    /// Stores the waker to call when `idx` may start (kept if equivalent).
+    pub(crate) fn set_waker(&mut self, idx: u32, waker: &Waker) {
+        match &mut self.nodes[idx as usize].waker {
+            Some(w) if w.will_wake(waker) => {}
+            w => *w = Some(waker.clone()),
+        }
+    }
+
+    /// Takes the waker of a waiting `idx` (to wake it without granting).
+    pub(crate) fn take_waker(&mut self, idx: u32) -> Option<Waker> {
+        self.nodes[idx as usize].waker.take()
+    }
+
+    /// Returns a slot to the free list.
+    pub(crate) fn release_slot(&mut self, idx: u32) {
+        let n = &mut self.nodes[idx as usize];
+        n.waker = None;
+        n.prev = NIL;
+        n.next = self.free;
+        self.free = idx;
+        self.used -= 1;
+        if self.used == 0 && self.nodes.len() > 64 {
+            // The queue drained after a burst: give the memory back.
+            self.nodes.clear();
+            self.nodes.shrink_to(16);
+            self.free = NIL;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn order(q: &Queue, class: Class) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut at = q.lists[class as usize].head;
+        while at != NIL {
+            out.push(at);
+            at = q.nodes[at as usize].next;
+        }
+        out
+    }
+
+    #[test]
+    fn fifo_per_class_and_unlink_from_the_middle() {
+        let mut q = Queue::new();
+        let w = Waker::noop().clone();
+        let a = q.push(Class::Online, w.clone());
+        let b = q.push(Class::Batch, w.clone());
+        let c = q.push(Class::Online, w.clone());
+        let d = q.push(Class::Online, w.clone());
+        assert_eq!(order(&q, Class::Online), [a, c, d]);
+        assert_eq!(order(&q, Class::Batch), [b]);
+        q.unlink(Class::Online, c);
+        q.release_slot(c);
+        assert_eq!(order(&q, Class::Online), [a, d]);
+        assert!(q.pop_front(Class::Online).is_some());
+        assert!(q.granted(a));
+        assert_eq!(order(&q, Class::Online), [d]);
+        assert_eq!((q.len(), q.lists[Class::Batch as usize].len), (2, 1));
+        // The freed slot is reused.
+        let e = q.push(Class::Batch, w);
+        assert_eq!(e, c);
+        assert_eq!(order(&q, Class::Batch), [b, e]);
+    }
+
+    #[test]
+    fn memory_is_returned_after_a_burst() {
+        let mut q = Queue::new();
+        let w = Waker::noop().clone();
+        let idx: Vec<u32> = (0..100).map(|_| q.push(Class::Online, w.clone())).collect();
+        for i in idx {
+            q.unlink(Class::Online, i);
+            q.release_slot(i);
+        }
+        assert_eq!(q.len(), 0);
+        assert!(q.nodes.capacity() <= 16);
+    }
+}

@@ -1,0 +1,288 @@
+//! The process-wide registry of limiters, and [`StaticLimiter`]: a
+//! declaration (what `#[limited]` writes) resolved against it once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use super::core::{Patience, MAX_PERMITS};
+use super::{AcquireWith, Limiter, Origin, Rate};
+use crate::error::Written;
+
+pub(super) struct Registry {
+    pub(super) named: HashMap<Box<str>, Entry>,
+    pub(super) private: Vec<Limiter>,
+}
+
+pub(super) struct Entry {
+    pub(super) limiter: Limiter,
+    pub(super) declared: Declaration,
+}
+
+/// What a declaration says about the limiter as a whole (its *name*
+/// options), and where it is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Declaration {
+    /// `MAX_PERMITS` or more: no concurrency cap.
+    pub(super) max: usize,
+    pub(super) rate: Option<Rate>,
+    pub(super) file: &'static str,
+    pub(super) line: u32,
+}
+
+impl Declaration {
+    fn same_options(&self, other: &Declaration) -> bool {
+        self.max.min(MAX_PERMITS) == other.max.min(MAX_PERMITS) && self.rate == other.rate
+    }
+}
+
+impl fmt::Display for Declaration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if self.max < MAX_PERMITS {
+            write!(f, "max = {}", self.max)?;
+            sep = ", ";
+        }
+        if let Some(r) = self.rate {
+            let plain = r.with_burst(1);
+            write!(f, "{sep}rate = \"{plain}\"")?;
+            if r.burst() != 1 {
+                write!(f, ", burst = {}", r.burst())?;
+            }
+        }
+        write!(f, " at {}:{}", self.file, self.line)
+    }
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
+    Mutex::new(Registry {
+        named: HashMap::new(),
+        private: Vec::new(),
+    })
+});
+
+pub(super) fn registry() -> MutexGuard<'static, Registry> {
+    // The registry is never left half-updated, so a poisoned lock is safe.
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A limiter declared in a `static`: resolved against the registry on first
+/// use, then a plain pointer read on every call.
+///
+/// This is what `#[limited]` expands to, and the way to write the same thing
+/// by hand:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use limit_runtime::{Rate, StaticLimiter};
+///
+/// static ADDRESS: StaticLimiter = StaticLimiter::new("doc-static", 10);
+/// static USERS: StaticLimiter = StaticLimiter::new("doc-static-users", 20)
+///     .rate(Rate::per_second(50).with_burst(10))
+///     .wait(Duration::from_millis(200));
+///
+/// async fn fetch_address(id: u64) -> u64 {
+///     ADDRESS.run(async move { id * 2 }).await
+/// }
+///
+/// async fn fetch_user(id: u64) -> Result<u64, limit_runtime::Error> {
+///     let _permit = USERS.acquire_declared().await?; // WaitTimeout after 200 ms
+///     Ok(id)
+/// }
+///
+/// assert_eq!(fetch_address(21).await, 42);
+/// assert_eq!(fetch_user(7).await.unwrap(), 7);
+/// assert_eq!(ADDRESS.max(), 10); // derefs to `Limiter`
+/// # }
+/// ```
+///
+/// The *name* options (`max`, `rate` with its burst) belong to the limiter:
+/// two declarations of one name that disagree are a bug. On the first use
+/// of the second one, debug builds panic with a message that names the
+/// limiter and both declarations; release builds keep the first. The
+/// *function* options (`wait`, `queue`) belong to the declaration: each
+/// function decides how patient its own calls are.
+pub struct StaticLimiter {
+    name: &'static str,
+    named: bool,
+    max: usize,
+    rate: Option<Rate>,
+    patience: Patience,
+    file: &'static str,
+    line: u32,
+    strict: bool,
+    cell: OnceLock<Limiter>,
+}
+
+impl StaticLimiter {
+    /// A declaration of the shared limiter `name` with `max` permits,
+    /// recording where it is written (for conflict and error messages).
+    ///
+    /// # Panics
+    ///
+    /// At compile time (the constructor runs in a `static`'s initializer) if
+    /// `max` is 0.
+    #[track_caller]
+    pub const fn new(name: &'static str, max: usize) -> Self {
+        assert!(max >= 1, "a limiter's `max` must be at least 1");
+        let at = std::panic::Location::caller();
+        StaticLimiter {
+            name,
+            named: true,
+            max,
+            rate: None,
+            patience: Patience::UNLIMITED,
+            file: at.file(),
+            line: at.line(),
+            strict: cfg!(debug_assertions),
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// A declaration of the shared limiter `name` with no concurrency cap:
+    /// give it a [`rate`](StaticLimiter::rate).
+    #[track_caller]
+    pub const fn uncapped(name: &'static str) -> Self {
+        let mut this = StaticLimiter::new(name, 1);
+        this.max = usize::MAX;
+        this
+    }
+
+    /// A limiter of this declaration's own, labelled `label` (the macro
+    /// uses the function's module path and name).
+    ///
+    /// # Panics
+    ///
+    /// At compile time if `max` is 0.
+    #[track_caller]
+    pub const fn private(label: &'static str, max: usize) -> Self {
+        StaticLimiter::new(label, max).unshared()
+    }
+
+    /// Makes the declaration's limiter its own instead of the shared one
+    /// with its name (the name becomes a label).
+    pub const fn unshared(mut self) -> Self {
+        self.named = false;
+        self
+    }
+
+    /// Starts of bodies are limited to this rate (a *name* option).
+    pub const fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Calls through [`acquire_declared`](StaticLimiter::acquire_declared)
+    /// give up with [`ErrorKind::WaitTimeout`](crate::ErrorKind::WaitTimeout)
+    /// after waiting this long (a *function* option).
+    pub const fn wait(mut self, wait: Duration) -> Self {
+        self.patience = self.patience.with_wait(wait);
+        self
+    }
+
+    /// Calls through [`acquire_declared`](StaticLimiter::acquire_declared)
+    /// are refused with [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)
+    /// when this many calls already wait (a *function* option; 0: never
+    /// wait).
+    pub const fn queue(mut self, queue: usize) -> Self {
+        self.patience = self.patience.with_queue(queue);
+        self
+    }
+
+    /// Overrides where the declaration is said to be written (by default,
+    /// where [`new`](StaticLimiter::new) is called).
+    pub const fn declared_at(mut self, file: &'static str, line: u32) -> Self {
+        self.file = file;
+        self.line = line;
+        self
+    }
+
+    /// Waits for a start with this declaration's `wait` and `queue`; a
+    /// refusal names the option and this declaration's `file:line`.
+    #[inline]
+    pub fn acquire_declared(&'static self) -> AcquireWith<'static> {
+        self.limiter()
+            .acquire_patient(self.patience, Origin::Declared(self))
+    }
+
+    pub(super) fn declared_file_line(&self) -> (&'static str, u32) {
+        (self.file, self.line)
+    }
+
+    /// The limiter, created or looked up on first use.
+    ///
+    /// # Panics
+    ///
+    /// In builds with debug assertions, if another declaration of the same
+    /// name has different *name* options (`max`, `rate`, `burst`).
+    #[inline]
+    pub fn limiter(&self) -> &Limiter {
+        self.cell.get_or_init(|| self.resolve())
+    }
+
+    #[cold]
+    fn resolve(&self) -> Limiter {
+        if !self.named {
+            return Limiter::create_private(self.name, self.max, self.rate);
+        }
+        let mine = Declaration {
+            max: self.max,
+            rate: self.rate,
+            file: self.file,
+            line: self.line,
+        };
+        let mut reg = registry();
+        let Some(entry) = reg.named.get(self.name) else {
+            let limiter = Limiter::create(self.name, true, self.max, self.rate);
+            let entry = Entry {
+                limiter: limiter.clone(),
+                declared: mine,
+            };
+            reg.named.insert(self.name.into(), entry);
+            return limiter;
+        };
+        let first = entry.declared;
+        let limiter = entry.limiter.clone();
+        drop(reg);
+        if !first.same_options(&mine) && self.strict {
+            panic!(
+                "limiter \"{}\" is declared twice with different options: {} and {}; \
+                 give both declarations the same `max`, `rate` and `burst`, or use two names \
+                 (release builds keep the first declaration)",
+                self.name, first, mine
+            );
+        }
+        limiter
+    }
+}
+
+impl std::ops::Deref for StaticLimiter {
+    type Target = Limiter;
+
+    fn deref(&self) -> &Limiter {
+        self.limiter()
+    }
+}
+
+impl fmt::Debug for StaticLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("StaticLimiter");
+        d.field("name", &self.name);
+        if self.max < MAX_PERMITS {
+            d.field("max", &self.max);
+        }
+        if let Some(r) = &self.rate {
+            d.field("rate", r);
+        }
+        if let Some(w) = self.patience.wait() {
+            d.field("wait", &format_args!("{}", Written(w)));
+        }
+        if let Some(q) = self.patience.queue() {
+            d.field("queue", &q);
+        }
+        d.field("declared_at", &format_args!("{}:{}", self.file, self.line))
+            .finish()
+    }
+}
