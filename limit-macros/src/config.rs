@@ -8,6 +8,7 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitInt, LitStr, Path, UnOp};
 use crate::args::{Errors, Opt, Slot};
 use crate::duration::{self, Dur};
 use crate::item::{Attr, Kind};
+use crate::rate::{self, RateLit};
 
 pub struct Config {
     pub krate: Path,
@@ -20,7 +21,16 @@ pub struct Config {
 
 pub struct Limited {
     pub name: Option<LitStr>,
-    pub max: Expr,
+    /// `None`: no concurrency cap (only with `rate`).
+    pub max: Option<Expr>,
+    pub rate: Option<RateLit>,
+    pub burst: Option<u32>,
+    pub reserve: Option<Expr>,
+    pub wait: Option<Dur>,
+    pub queue: Option<usize>,
+    /// The first option that can refuse a call (`wait` or `queue`), for the
+    /// return-type requirement.
+    pub refuses: Option<Ident>,
 }
 
 #[derive(Default)]
@@ -67,7 +77,9 @@ impl Jitter {
     }
 }
 
-const LIMITED_KEYS: &[&str] = &["name", "max", "crate"];
+const LIMITED_KEYS: &[&str] = &[
+    "name", "max", "rate", "burst", "wait", "queue", "reserve", "crate",
+];
 const RETRY_KEYS: &[&str] = &[
     "attempts",
     "initial",
@@ -259,6 +271,12 @@ fn count(e: &Expr, key: &Ident, ty: &str, errors: &mut Errors) -> Option<Expr> {
 fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
     let mut name = Slot::default();
     let mut max = Slot::default();
+    let mut rate_slot = Slot::default();
+    let mut burst = Slot::default();
+    let mut reserve = Slot::default();
+    let mut wait = Slot::default();
+    let mut queue = Slot::default();
+    let mut refuses = None;
     for opt in &opts {
         let key = &opt.key;
         match key.to_string().as_str() {
@@ -273,21 +291,134 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
             "max" => max.set_with(key, errors, |errors| {
                 count(value(opt, errors)?, key, "usize", errors)
             }),
+            "rate" => rate_slot.set_with(key, errors, |errors| {
+                let s = string(value(opt, errors)?, key, "\"50/s\"", errors)?;
+                match rate::parse(&s.value()) {
+                    Ok(r) => Some(r),
+                    Err(msg) => {
+                        errors.spanned(&s, format_args!("invalid `rate`: {msg}"));
+                        None
+                    }
+                }
+            }),
+            "burst" => burst.set_with(key, errors, |errors| {
+                let e = count(value(opt, errors)?, key, "u32", errors)?;
+                match lit(&e) {
+                    Some(Lit::Int(i)) => i.base10_parse::<u32>().ok(),
+                    _ => {
+                        errors.spanned(&e, "`burst` takes an integer literal ≥ 1, e.g. `burst = 10`");
+                        None
+                    }
+                }
+            }),
+            "reserve" => reserve.set_with(key, errors, |errors| {
+                non_negative(value(opt, errors)?, key, "usize", errors).map(|(e, _)| e)
+            }),
+            "wait" => {
+                refuses.get_or_insert_with(|| key.clone());
+                wait.set_with(key, errors, |errors| {
+                    duration_opt(value(opt, errors)?, key, errors)
+                })
+            }
+            "queue" => {
+                refuses.get_or_insert_with(|| key.clone());
+                queue.set_with(key, errors, |errors| {
+                    let (e, v) = non_negative(value(opt, errors)?, key, "usize", errors)?;
+                    match v {
+                        Some(v) => Some(v),
+                        None => {
+                            errors.spanned(&e, "`queue` takes an integer literal ≥ 0, e.g. `queue = 100` (`queue = 0`: never wait)");
+                            None
+                        }
+                    }
+                })
+            }
             _ => unknown(Kind::Limited, key, LIMITED_KEYS, errors),
         }
     }
-    let has_max = opts.iter().any(|o| o.key == "max");
-    let max = max.get();
-    if !has_max {
+    let has = |k: &str| opts.iter().find(|o| o.key == k).map(|o| &o.key);
+    let (has_max, has_rate) = (has("max").is_some(), has("rate").is_some());
+    if !has_max && !has_rate {
         errors.at(
             span,
-            "#[limited] needs `max`: write #[limited(max = 10)], or #[limited(name = \"service\", max = 10)] to share the limit",
+            "#[limited] needs `max` or `rate`: write #[limited(max = 10)], #[limited(name = \"service\", max = 10)] to share the limit, or #[limited(name = \"api\", rate = \"50/s\")]",
         );
     }
+    if let (Some(key), false) = (has("burst"), has_rate) {
+        errors.spanned(
+            key,
+            "`burst` needs `rate`: write e.g. `rate = \"50/s\", burst = 10`",
+        );
+    }
+    if let (Some(key), false) = (has("reserve"), has_max) {
+        errors.spanned(key, "`reserve` needs `max`: it keeps some of the `max` permits for online work, e.g. `max = 20, reserve = 5`");
+    }
+    let max = max.get();
+    let reserve = reserve.get();
+    if let (Some(m), Some(r)) = (&max, &reserve) {
+        if let (Some(Lit::Int(m)), Some(Lit::Int(r))) = (lit(m), lit(r)) {
+            if let (Ok(m), Ok(rv)) = (m.base10_parse::<usize>(), r.base10_parse::<usize>()) {
+                if rv >= m {
+                    errors.spanned(
+                        r,
+                        format_args!(
+                            "`reserve` must be less than `max` ({m}): batch work could never start"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let rate = rate_slot.get();
+    let (name, wait, queue, burst) = (name.get(), wait.get(), queue.get(), burst.get());
+    if has_max && max.is_none() || has_rate && rate.is_none() {
+        return None;
+    }
     Some(Limited {
-        name: name.get(),
-        max: max?,
+        name,
+        max,
+        rate,
+        burst,
+        reserve,
+        wait,
+        queue,
+        refuses,
     })
+}
+
+/// A count that may be 0: an integer literal ≥ 0 (its value too), or
+/// another expression (a constant, checked by the compiler).
+fn non_negative(
+    e: &Expr,
+    key: &Ident,
+    ty: &str,
+    errors: &mut Errors,
+) -> Option<(Expr, Option<usize>)> {
+    let wrong = |errors: &mut Errors, why: &str| {
+        errors.spanned(
+            e,
+            format_args!("`{key}` {why}: write an integer ≥ 0 or a const expression of type `{ty}`, e.g. `{key} = 5`"),
+        );
+        None
+    };
+    match lit(e) {
+        Some(Lit::Int(i)) => match i.base10_parse::<usize>() {
+            Ok(v) => {
+                let plain = LitInt::new(i.base10_digits(), i.span());
+                Some((syn::parse_quote!(#plain), Some(v)))
+            }
+            Err(_) => wrong(errors, &format!("is out of range for `{ty}`")),
+        },
+        Some(Lit::Float(_)) => wrong(errors, "must be a whole number"),
+        Some(Lit::Str(_)) => wrong(errors, "takes a number, not a string"),
+        Some(_) => wrong(errors, "takes a number"),
+        None => match e {
+            Expr::Unary(ExprUnary {
+                op: UnOp::Neg(_), ..
+            }) => wrong(errors, "cannot be negative"),
+            _ => Some((e.clone(), None)),
+        },
+    }
 }
 
 fn duration_opt(e: &Expr, key: &Ident, errors: &mut Errors) -> Option<Dur> {

@@ -50,10 +50,13 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     if config.retry.is_none() && config.coalesce.is_none() {
         let block = &f.block;
         let body = match &config.limited {
-            Some(_) => quote!({
-                let #permit = __LIMITED.acquire().await;
-                #block
-            }),
+            Some(l) => {
+                let take = permit_step(k, l, &permit, &f.sig.output, &quote!(return));
+                quote!({
+                    #take
+                    #block
+                })
+            }
             None => quote!(#block),
         };
         return finish(config, f, statics, body);
@@ -65,9 +68,17 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let move_kw = config.retry.is_none().then(|| quote!(move));
     let guarded = guarded_body(&f);
     let mut attempt = quote!(async #move_kw #guarded.await);
-    if config.limited.is_some() {
+    if let Some(l) = &config.limited {
+        // A refusal ends the call at once: out of the retry loop (never
+        // retried), or out of the call's async block.
+        let exit = if config.retry.is_some() {
+            quote!(break)
+        } else {
+            quote!(return)
+        };
+        let take = permit_step(k, l, &permit, &f.sig.output, &exit);
         attempt = quote!({
-            let #permit = __LIMITED.acquire().await;
+            #take
             #attempt
         });
     }
@@ -147,19 +158,70 @@ fn mentions_impl_trait(ty: &Type) -> bool {
 }
 
 fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
-    let max = &l.max;
-    // Spanned at `max`, so a constant that fails the runtime's `max >= 1`
-    // check is reported there.
-    let span = max.span();
-    let decl = match &l.name {
-        Some(name) => quote_spanned!(span=> #k::StaticLimiter::new(#name, #max)),
-        None => {
-            let name = fn_path(fn_name);
-            quote_spanned!(span=> #k::StaticLimiter::private(#name, #max))
+    let label = fn_path(fn_name);
+    let decl = match (&l.max, &l.name) {
+        // Spanned at `max`, so a constant that fails the runtime's
+        // `max >= 1` check is reported there.
+        (Some(max), name) => {
+            let span = max.span();
+            match name {
+                Some(name) => quote_spanned!(span=> #k::StaticLimiter::new(#name, #max)),
+                None => quote_spanned!(span=> #k::StaticLimiter::private(#label, #max)),
+            }
         }
+        (None, Some(name)) => quote!(#k::StaticLimiter::uncapped(#name)),
+        (None, None) => quote!(#k::StaticLimiter::uncapped(#label).unshared()),
     };
+    let mut options = TokenStream::new();
+    if let Some(rate) = l.rate {
+        let rate = rate.to_tokens(k);
+        let burst = l.burst.map(|b| quote!(.with_burst(#b)));
+        options.extend(quote!(.rate(#rate #burst)));
+    }
+    if let Some(reserve) = &l.reserve {
+        options.extend(quote!(.reserve(#reserve)));
+    }
+    if let Some(wait) = l.wait {
+        let wait = wait.to_tokens();
+        options.extend(quote!(.wait(#wait)));
+    }
+    if let Some(queue) = l.queue {
+        options.extend(quote!(.queue(#queue)));
+    }
     quote! {
-        static __LIMITED: #k::StaticLimiter = #decl;
+        static __LIMITED: #k::StaticLimiter = #decl #options;
+    }
+}
+
+/// `let __limit_permit = ...;`: waits for the right to start. With `wait`
+/// or `queue`, a refusal leaves through `exit` (`return` or `break`) with
+/// the error converted to the function's return type, spanned there so a
+/// type that cannot carry it gets one error at the user's return type.
+fn permit_step(
+    k: &syn::Path,
+    l: &Limited,
+    permit: &Ident,
+    output: &ReturnType,
+    exit: &TokenStream,
+) -> TokenStream {
+    let Some(option) = &l.refuses else {
+        return quote!(let #permit = __LIMITED.acquire().await;);
+    };
+    let refuse = if option == "wait" {
+        quote!(refuse_wait)
+    } else {
+        quote!(refuse_queue)
+    };
+    let span = match output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let converted = quote_spanned!(span=> #k::__private::#refuse(__limit_err));
+    quote! {
+        let #permit = match __LIMITED.acquire_declared().await {
+            ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+            ::core::result::Result::Err(__limit_err) => #exit #converted,
+        };
     }
 }
 

@@ -11,6 +11,7 @@ mod config;
 mod duration;
 mod expand;
 mod item;
+mod rate;
 
 use item::Kind;
 
@@ -55,6 +56,14 @@ fn entry(
             &f.sig.ident,
             "#[retry] needs a function returning `Result<T, E>`; this one returns `()`",
         );
+    }
+    if let Some(option) = config.limited.as_ref().and_then(|l| l.refuses.as_ref()) {
+        if matches!(f.sig.output, syn::ReturnType::Default) {
+            errors.spanned(
+                &f.sig.ident,
+                format_args!("`{option}` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; this one returns `()`"),
+            );
+        }
     }
     match errors.into_result() {
         Ok(()) => expand::expand(&config, f),

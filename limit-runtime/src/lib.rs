@@ -334,7 +334,7 @@ pub mod __private {
     /// spanned at the function's return type, so a function that cannot
     /// carry the error gets one message there.
     macro_rules! refusal_traits {
-        ($($name:ident: $message:literal, $label:literal;)*) => {$(
+        ($($name:ident, $refuse:ident: $message:literal, $label:literal;)*) => {$(
             #[diagnostic::on_unimplemented(
                 message = $message,
                 label = $label,
@@ -352,23 +352,29 @@ pub mod __private {
                     Err(E::from(err))
                 }
             }
+
+            /// The function's outcome for a call that `limit` failed.
+            #[inline]
+            pub fn $refuse<R: $name>(err: crate::Error) -> R {
+                R::refused(err)
+            }
         )*};
     }
 
     refusal_traits! {
-        WaitResult:
+        WaitResult, refuse_wait:
             "`wait` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of `wait`";
-        QueueResult:
+        QueueResult, refuse_queue:
             "`queue` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of `queue`";
-        TimeoutResult:
+        TimeoutResult, refuse_timeout:
             "#[timeout] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of #[timeout]";
-        BreakerResult:
+        BreakerResult, refuse_breaker:
             "#[circuit_breaker] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of #[circuit_breaker]";
-        BackendResult:
+        BackendResult, refuse_backend:
             "a shared backend can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of a shared backend";
     }

@@ -225,6 +225,7 @@ impl Limiter {
                 declared: Declaration {
                     max,
                     rate: None,
+                    reserve: 0,
                     file: at.file(),
                     line: at.line(),
                 },

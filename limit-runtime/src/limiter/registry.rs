@@ -27,13 +27,16 @@ pub(super) struct Declaration {
     /// `MAX_PERMITS` or more: no concurrency cap.
     pub(super) max: usize,
     pub(super) rate: Option<Rate>,
+    pub(super) reserve: usize,
     pub(super) file: &'static str,
     pub(super) line: u32,
 }
 
 impl Declaration {
     fn same_options(&self, other: &Declaration) -> bool {
-        self.max.min(MAX_PERMITS) == other.max.min(MAX_PERMITS) && self.rate == other.rate
+        self.max.min(MAX_PERMITS) == other.max.min(MAX_PERMITS)
+            && self.rate == other.rate
+            && self.reserve == other.reserve
     }
 }
 
@@ -50,6 +53,9 @@ impl fmt::Display for Declaration {
             if r.burst() != 1 {
                 write!(f, ", burst = {}", r.burst())?;
             }
+        }
+        if self.reserve != 0 {
+            write!(f, ", reserve = {}", self.reserve)?;
         }
         write!(f, " at {}:{}", self.file, self.line)
     }
@@ -109,6 +115,7 @@ pub struct StaticLimiter {
     named: bool,
     max: usize,
     rate: Option<Rate>,
+    reserve: usize,
     patience: Patience,
     file: &'static str,
     line: u32,
@@ -133,6 +140,7 @@ impl StaticLimiter {
             named: true,
             max,
             rate: None,
+            reserve: 0,
             patience: Patience::UNLIMITED,
             file: at.file(),
             line: at.line(),
@@ -171,6 +179,13 @@ impl StaticLimiter {
     /// Starts of bodies are limited to this rate (a *name* option).
     pub const fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// Permits that batch work never takes (a *name* option; see
+    /// [`Limiter::set_reserve`]).
+    pub const fn reserve(mut self, reserve: usize) -> Self {
+        self.reserve = reserve;
         self
     }
 
@@ -216,7 +231,8 @@ impl StaticLimiter {
     /// # Panics
     ///
     /// In builds with debug assertions, if another declaration of the same
-    /// name has different *name* options (`max`, `rate`, `burst`).
+    /// name has different *name* options (`max`, `rate`, `burst`,
+    /// `reserve`).
     #[inline]
     pub fn limiter(&self) -> &Limiter {
         self.cell.get_or_init(|| self.resolve())
@@ -225,17 +241,21 @@ impl StaticLimiter {
     #[cold]
     fn resolve(&self) -> Limiter {
         if !self.named {
-            return Limiter::create_private(self.name, self.max, self.rate);
+            let limiter = Limiter::create_private(self.name, self.max, self.rate);
+            limiter.set_reserve(self.reserve);
+            return limiter;
         }
         let mine = Declaration {
             max: self.max,
             rate: self.rate,
+            reserve: self.reserve,
             file: self.file,
             line: self.line,
         };
         let mut reg = registry();
         let Some(entry) = reg.named.get(self.name) else {
             let limiter = Limiter::create(self.name, true, self.max, self.rate);
+            limiter.set_reserve(self.reserve);
             let entry = Entry {
                 limiter: limiter.clone(),
                 declared: mine,
@@ -249,7 +269,7 @@ impl StaticLimiter {
         if !first.same_options(&mine) && self.strict {
             panic!(
                 "limiter \"{}\" is declared twice with different options: {} and {}; \
-                 give both declarations the same `max`, `rate` and `burst`, or use two names \
+                 give both declarations the same `max`, `rate`, `burst` and `reserve`, or use two names \
                  (release builds keep the first declaration)",
                 self.name, first, mine
             );
