@@ -443,3 +443,30 @@ async fn rate_accuracy_over_ten_simulated_seconds_with_ten_thousand_waiters() {
         assert!(max_in_window(&times[..2000], ms(t_ms)) <= 1 + t_ms as usize);
     }
 }
+
+#[limited(name = "t-rate-conflict", rate = "10/s")]
+async fn conflict_a() {}
+
+#[limited(name = "t-rate-conflict", rate = "10/s", burst = 5)]
+async fn conflict_b() {}
+
+#[tokio::test]
+async fn declarations_that_disagree_on_rate_or_burst_panic_in_debug_builds() {
+    conflict_a().await;
+    let err = tokio::spawn(conflict_b()).await.unwrap_err();
+    let msg = err.into_panic();
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    let file = file!();
+    assert!(
+        msg.contains("limiter \"t-rate-conflict\" is declared twice with different options"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("rate = \"10/s\" at {file}:")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("rate = \"10/s\", burst = 5 at {file}:")),
+        "{msg}"
+    );
+}

@@ -208,21 +208,40 @@ fn permit_step(
         return quote!(let #permit = __LIMITED.acquire().await;);
     };
     let refuse = if option == "wait" {
-        quote!(refuse_wait)
+        quote!(WaitResult)
     } else {
-        quote!(refuse_queue)
+        quote!(QueueResult)
     };
     let span = match output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
-    let converted = quote_spanned!(span=> #k::__private::#refuse(__limit_err));
+    // The trait's own function, its `Self` inferred from the return type,
+    // with every token spanned there: one error at the user's return type.
+    let converted = respan(quote!(#k::__private::#refuse::refused(__limit_err)), span);
     quote! {
         let #permit = match __LIMITED.acquire_declared().await {
             ::core::result::Result::Ok(__limit_ok) => __limit_ok,
             ::core::result::Result::Err(__limit_err) => #exit #converted,
         };
     }
+}
+
+/// `tokens`, every one of them spanned at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut inner = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                inner.set_span(span);
+                t = proc_macro2::TokenTree::Group(inner);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
 }
 
 /// `concat!(module_path!(), "::name")`: how limiters, retry and coalesce

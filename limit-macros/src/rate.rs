@@ -38,6 +38,11 @@ pub fn parse(text: &str) -> Result<RateLit, String> {
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
+        _ if !period.starts_with(|c: char| c.is_ascii_digit() || c == '.') => {
+            return Err(format!(
+                "unknown period `{period}` in `{text}`: the period is `s`, `m`, `h`, or a duration such as `10s` or `100ms`"
+            ))
+        }
         _ => {
             duration::parse(period)
                 .map_err(|e| format!("bad period in `{text}`: {e}"))?

@@ -330,11 +330,12 @@ pub mod __private {
     /// Declares, per option that can make a call fail with
     /// [`Error`](crate::Error), a trait implemented by every
     /// `Result<T, E>` with `E: From<Error>`, whose message names the option.
-    /// The expansion converts a refusal with `<R as Trait>::refused(err)`,
+    /// The expansion converts a refusal with `Trait::refused(err)` (its `Self`
+    /// inferred from the function's return type),
     /// spanned at the function's return type, so a function that cannot
     /// carry the error gets one message there.
     macro_rules! refusal_traits {
-        ($($name:ident, $refuse:ident: $message:literal, $label:literal;)*) => {$(
+        ($($name:ident: $message:literal, $label:literal;)*) => {$(
             #[diagnostic::on_unimplemented(
                 message = $message,
                 label = $label,
@@ -352,29 +353,23 @@ pub mod __private {
                     Err(E::from(err))
                 }
             }
-
-            /// The function's outcome for a call that `limit` failed.
-            #[inline]
-            pub fn $refuse<R: $name>(err: crate::Error) -> R {
-                R::refused(err)
-            }
         )*};
     }
 
     refusal_traits! {
-        WaitResult, refuse_wait:
+        WaitResult:
             "`wait` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of `wait`";
-        QueueResult, refuse_queue:
+        QueueResult:
             "`queue` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of `queue`";
-        TimeoutResult, refuse_timeout:
+        TimeoutResult:
             "#[timeout] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of #[timeout]";
-        BreakerResult, refuse_breaker:
+        BreakerResult:
             "#[circuit_breaker] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of #[circuit_breaker]";
-        BackendResult, refuse_backend:
+        BackendResult:
             "a shared backend can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of a shared backend";
     }
