@@ -46,6 +46,33 @@ async fn attribute(x: u64) -> u64 {
     work(x)
 }
 
+/// The waiting options cost nothing until a call must wait.
+#[limited(name = "bench-uncontended-options", max = 8, wait = "1s", queue = 100)]
+async fn attribute_options(x: u64) -> Result<u64, limit_runtime::Error> {
+    Ok(work(x))
+}
+
+// -- a rate far above the call rate: never throttled -----------------------
+
+/// governor, the way its README shows: a direct limiter and `until_ready`.
+/// Same quota as the attribute below: 10⁹ per second, burst 1,000.
+static GOVERNOR: std::sync::LazyLock<governor::DefaultDirectRateLimiter> =
+    std::sync::LazyLock::new(|| {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(1_000_000_000).unwrap())
+            .allow_burst(std::num::NonZeroU32::new(1000).unwrap());
+        governor::RateLimiter::direct(quota)
+    });
+
+async fn governed(x: u64) -> u64 {
+    GOVERNOR.until_ready().await;
+    work(x)
+}
+
+#[limited(name = "bench-rate", rate = "1000000000/s", burst = 1000)]
+async fn rated(x: u64) -> u64 {
+    work(x)
+}
+
 fn current_thread() -> Runtime {
     Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -63,6 +90,12 @@ enum Variant {
     Plain,
     Semaphore,
     Attribute,
+    /// `#[limited(max = 8, wait = "1s", queue = 100)]`
+    Options,
+    /// governor's `until_ready`
+    Governor,
+    /// `#[limited(rate = ...)]`
+    Rate,
 }
 
 impl Variant {
@@ -71,6 +104,9 @@ impl Variant {
             Variant::Plain => "no limit",
             Variant::Semaphore => "tokio Semaphore",
             Variant::Attribute => "#[limited]",
+            Variant::Options => "#[limited] wait+queue",
+            Variant::Governor => "governor until_ready",
+            Variant::Rate => "#[limited] rate",
         }
     }
 }
@@ -83,6 +119,9 @@ fn uncontended(rt: &Runtime, v: Variant, iters: u64) -> Duration {
                 Variant::Plain => plain(i).await,
                 Variant::Semaphore => semaphore(i).await,
                 Variant::Attribute => attribute(i).await,
+                Variant::Options => attribute_options(i).await.unwrap(),
+                Variant::Governor => governed(i).await,
+                Variant::Rate => rated(i).await,
             };
             black_box(out);
         }
@@ -121,7 +160,7 @@ fn contended(rt: &Runtime, v: Variant, rounds: u64) -> Duration {
                     match v {
                         Variant::Plain => plain_yielding(i).await,
                         Variant::Semaphore => semaphore_yielding(i).await,
-                        Variant::Attribute => attribute_yielding(i).await,
+                        _ => attribute_yielding(i).await,
                     }
                 }));
             }
@@ -133,11 +172,61 @@ fn contended(rt: &Runtime, v: Variant, rounds: u64) -> Duration {
     })
 }
 
+// -- contended, in a loop: 64 tasks each calling 5,000 times -----------------
+
+const LOOP_TASKS: u64 = 64;
+const LOOP_CALLS: u64 = 5_000;
+
+static SEM_LOOP: Semaphore = Semaphore::const_new(MAX);
+
+async fn semaphore_loop(x: u64) -> u64 {
+    let _permit = SEM_LOOP.acquire().await.expect("never closed");
+    tokio::task::yield_now().await;
+    work(x)
+}
+
+#[limited(name = "bench-loop", max = 8)]
+async fn attribute_loop(x: u64) -> u64 {
+    tokio::task::yield_now().await;
+    work(x)
+}
+
+fn contended_loop(rt: &Runtime, v: Variant) -> Duration {
+    rt.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..LOOP_TASKS)
+            .map(|t| {
+                tokio::spawn(async move {
+                    let mut acc = 0u64;
+                    for i in 0..LOOP_CALLS {
+                        acc ^= match v {
+                            Variant::Semaphore => semaphore_loop(t * LOOP_CALLS + i).await,
+                            _ => attribute_loop(t * LOOP_CALLS + i).await,
+                        };
+                    }
+                    acc
+                })
+            })
+            .collect();
+        for t in tasks {
+            black_box(t.await.unwrap());
+        }
+        start.elapsed()
+    })
+}
+
 fn criterion_groups(c: &mut Criterion) {
     let rt = current_thread();
     let mut g = c.benchmark_group("uncontended");
     g.throughput(Throughput::Elements(1));
-    for v in [Variant::Plain, Variant::Semaphore, Variant::Attribute] {
+    for v in [
+        Variant::Plain,
+        Variant::Semaphore,
+        Variant::Attribute,
+        Variant::Options,
+        Variant::Governor,
+        Variant::Rate,
+    ] {
         g.bench_function(v.name(), |b| b.iter_custom(|n| uncontended(&rt, v, n)));
     }
     g.finish();
@@ -169,6 +258,21 @@ async fn attribute_parked(gate: Arc<Notify>) {
     gate.notified().await;
 }
 
+#[limited(name = "bench-parked-wait", max = 1, wait = "1h")]
+async fn attribute_parked_wait(gate: Arc<Notify>) -> Result<(), limit_runtime::Error> {
+    gate.notified().await;
+    Ok(())
+}
+
+static SEM_PARKED_TIMEOUT: Semaphore = Semaphore::const_new(1);
+
+/// What a tokio user writes for the same bounded wait.
+async fn semaphore_timeout_parked(gate: Arc<Notify>) {
+    let wait = tokio::time::timeout(Duration::from_secs(3600), SEM_PARKED_TIMEOUT.acquire());
+    let _permit = wait.await.expect("no timeout").expect("never closed");
+    gate.notified().await;
+}
+
 /// Runs in a child process: parks `PARKED` callers behind a full limit and
 /// prints resident bytes per parked caller.
 fn memory_probe(which: &str) {
@@ -183,6 +287,14 @@ fn memory_probe(which: &str) {
             "attribute" => tokio::spawn(async move {
                 ARRIVED.fetch_add(1, Ordering::SeqCst);
                 attribute_parked(gate).await
+            }),
+            "attribute-wait" => tokio::spawn(async move {
+                ARRIVED.fetch_add(1, Ordering::SeqCst);
+                let _ = attribute_parked_wait(gate).await;
+            }),
+            "semaphore-timeout" => tokio::spawn(async move {
+                ARRIVED.fetch_add(1, Ordering::SeqCst);
+                semaphore_timeout_parked(gate).await
             }),
             _ => tokio::spawn(async move {
                 ARRIVED.fetch_add(1, Ordering::SeqCst);
@@ -202,9 +314,14 @@ fn memory_probe(which: &str) {
             tokio::task::yield_now().await;
         }
         let after = resident_bytes();
-        if which == "attribute" {
-            let l = limit_runtime::limiter("bench-parked").unwrap();
-            assert_eq!(l.waiting(), PARKED, "all callers are parked");
+        for (w, name) in [
+            ("attribute", "bench-parked"),
+            ("attribute-wait", "bench-parked-wait"),
+        ] {
+            if which == w {
+                let l = limit_runtime::limiter(name).unwrap();
+                assert_eq!(l.waiting(), PARKED, "all callers are parked");
+            }
         }
         let per_task = (after - before) as f64 / PARKED as f64;
         for t in parked {
@@ -226,56 +343,100 @@ fn memory_of(which: &str) -> Option<f64> {
 }
 
 fn summary() {
-    let variants = [Variant::Plain, Variant::Semaphore, Variant::Attribute];
     let rt = current_thread();
     const CALLS: u64 = 200_000;
-    let un = interleaved(&variants, 31, |v| {
-        uncontended(&rt, v, CALLS).as_nanos() as f64 / CALLS as f64
-    });
+    let per_call = |v| uncontended(&rt, v, CALLS).as_nanos() as f64 / CALLS as f64;
+    let un = interleaved(
+        &[
+            Variant::Plain,
+            Variant::Semaphore,
+            Variant::Attribute,
+            Variant::Options,
+            Variant::Governor,
+            Variant::Rate,
+        ],
+        31,
+        per_call,
+    );
     let rt = two_workers();
-    let co = interleaved(&variants, 15, |v| {
-        let t = contended(&rt, v, 1);
-        TASKS as f64 / t.as_secs_f64()
+    let co = interleaved(
+        &[Variant::Plain, Variant::Semaphore, Variant::Attribute],
+        15,
+        |v| {
+            let t = contended(&rt, v, 1);
+            TASKS as f64 / t.as_secs_f64()
+        },
+    );
+    let lo = interleaved(&[Variant::Semaphore, Variant::Attribute], 9, |v| {
+        contended_loop(&rt, v).as_secs_f64() * 1e3
     });
-    let mem: Vec<Option<f64>> = ["plain", "semaphore", "attribute"]
-        .iter()
-        .map(|w| memory_of(w))
-        .collect();
+    let mem: Vec<Option<f64>> = [
+        "plain",
+        "semaphore",
+        "attribute",
+        "semaphore-timeout",
+        "attribute-wait",
+    ]
+    .iter()
+    .map(|w| memory_of(w))
+    .collect();
 
     println!();
-    println!("limit benchmark summary (medians; ratio = #[limited] / tokio Semaphore)");
+    println!("limit benchmark summary (medians of interleaved rounds; ratio = ours / peer)");
     println!(
-        "{:<44} {:>12} {:>16} {:>12} {:>8}",
-        "measure", "no limit", "tokio Semaphore", "#[limited]", "ratio"
+        "{:<58} {:>14} {:>14} {:>8}",
+        "measure", "peer", "ours", "ratio"
     );
-    println!(
-        "{:<44} {:>12.2} {:>16.2} {:>12.2} {:>8.2}",
-        "uncontended, ns per call (lower is better)",
-        un[0],
+    let row = |what: &str, peer: f64, ours: f64| {
+        println!("{what:<58} {peer:>14.2} {ours:>14.2} {:>8.2}", ours / peer);
+    };
+    println!("  (no limit at all: {:.2} ns per call)", un[0]);
+    row(
+        "uncontended ns/call: tokio Semaphore vs #[limited]",
         un[1],
         un[2],
-        un[2] / un[1]
     );
-    println!(
-        "{:<44} {:>12.0} {:>16.0} {:>12.0} {:>8.2}",
-        format!("contended {TASKS} tasks max {MAX}, calls/s (higher)"),
-        co[0],
+    row(
+        "uncontended ns/call: Semaphore vs #[limited] wait+queue",
+        un[1],
+        un[3],
+    );
+    row(
+        "never throttled ns/call: governor vs #[limited] rate",
+        un[4],
+        un[5],
+    );
+    row(
+        &format!("contended, {TASKS} tasks once each: calls/s (higher)"),
         co[1],
         co[2],
-        co[2] / co[1]
     );
-    let fmt = |m: Option<f64>| m.map_or("n/a".to_owned(), |m| format!("{m:.0}"));
-    let ratio = match (mem[1], mem[2]) {
-        (Some(s), Some(a)) => format!("{:.2}", a / s),
-        _ => "n/a".to_owned(),
+    row(
+        &format!("contended, {LOOP_TASKS} tasks x {LOOP_CALLS} calls: ms (lower)"),
+        lo[0],
+        lo[1],
+    );
+    let mem_row = |what: &str, peer: Option<f64>, ours: Option<f64>| match (peer, ours) {
+        (Some(p), Some(o)) => row(what, p, o),
+        _ => println!("{what:<58} {:>14} {:>14}", "n/a", "n/a"),
     };
-    println!(
-        "{:<44} {:>12} {:>16} {:>12} {:>8}",
-        format!("bytes per parked caller ({PARKED}, lower)"),
-        fmt(mem[0]),
-        fmt(mem[1]),
-        fmt(mem[2]),
-        ratio
+    if let Some(plain) = mem[0] {
+        println!("  (a parked task with no limit: {plain:.0} bytes)");
+    }
+    mem_row(
+        &format!("bytes per parked caller ({PARKED}): Semaphore vs #[limited]"),
+        mem[1],
+        mem[2],
+    );
+    mem_row(
+        "  with wait: Semaphore (no timeout) vs #[limited] wait",
+        mem[1],
+        mem[4],
+    );
+    mem_row(
+        "  with wait: timeout(Semaphore) vs #[limited] wait",
+        mem[3],
+        mem[4],
     );
 }
 

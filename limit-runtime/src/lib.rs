@@ -10,9 +10,10 @@ pub mod retry;
 
 pub use error::{Error, ErrorKind};
 pub use limiter::{
-    limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, ParseRateError,
-    Permit, Rate, StaticLimiter,
+    limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, Permit,
+    StaticLimiter,
 };
+pub use limiter::{ParseRateError, Rate};
 
 /// Limits how many calls run at once, across the whole process.
 ///
@@ -46,11 +47,119 @@ pub use limiter::{
 /// # }
 /// ```
 ///
-/// | option | value | meaning |
-/// |---|---|---|
-/// | `name` | string literal | Every function with this name shares one limiter, in whichever crate it is written. Without it, the function gets a limiter of its own, labelled `module::path::function`. |
-/// | `max` | required: an integer ≥ 1, or a const expression of type `usize` | At most `max` bodies run at once under the limiter. |
-/// | `crate` | string literal path | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
+/// | option | value | per | meaning |
+/// |---|---|---|---|
+/// | `name` | string literal | — | Every function with this name shares one limiter, in whichever crate it is written. Without it, the function gets a limiter of its own, labelled `module::path::function`. |
+/// | `max` | an integer ≥ 1, or a const expression of type `usize` | name | At most `max` bodies run at once under the limiter. Required unless `rate` is given (then concurrency is not capped). |
+/// | `rate` | `"N/s"`, `"N/m"`, `"N/h"`, `"N/<duration>"` (`"100/10s"`, `"2/100ms"`) | name | Bodies *start* at most at this rate: in any interval of length `t`, at most `burst + ⌊t × rate⌋` start. Checked at compile time (N ≥ 1, period > 0). |
+/// | `burst` | integer ≥ 1, default 1 | name | How many bodies may start at once after a quiet period. The default spaces starts evenly: no burst at start-up. |
+/// | `wait` | duration | function | A call that cannot start within this time (waiting for a permit and for the rate together) fails with [`ErrorKind::WaitTimeout`]; its body never runs. |
+/// | `queue` | integer ≥ 0 | function | If this many calls already wait on the limiter, a new call fails at once with [`ErrorKind::QueueFull`] (`queue = 0`: never wait). |
+/// | `reserve` | integer ≥ 0, < `max` | name | Permits that [batch](crate::batch) work never takes, so an online call finds one free at once. |
+/// | `crate` | string literal path | — | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
+///
+/// Options marked *name* belong to the limiter: every declaration sharing
+/// the name must agree on them. Options marked *function* belong to the
+/// declaration they are written on: an online function may wait 50 ms on
+/// the same limiter a batch function waits on forever.
+///
+/// A rate and a cap together: a body starts when it has both a permit and
+/// a rate slot, and waiting calls start in arrival order for both:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::limited;
+/// use tokio::time::{Duration, Instant};
+///
+/// #[limited(name = "doc-github", rate = "5000/h")] // a quota, no concurrency cap
+/// async fn list_repos(org: &str) -> usize {
+///     org.len()
+/// }
+///
+/// #[limited(name = "doc-users", max = 20, rate = "50/s", burst = 10)] // both
+/// async fn get_user(id: u64) -> u64 {
+///     id
+/// }
+///
+/// assert_eq!(list_repos("acme").await, 4);
+/// let t0 = Instant::now();
+/// for id in 0..12 {
+///     get_user(id).await;
+/// }
+/// // 10 at once (the burst), then one every 20 ms.
+/// assert_eq!(t0.elapsed(), Duration::from_millis(40));
+/// # }
+/// ```
+///
+/// Bounded waiting: `wait` and `queue` make a call fail instead of waiting
+/// too long, so the function must return `Result<T, E>` with
+/// `E: From<limit_runtime::Error>` (`std::io::Error`, `anyhow::Error` and
+/// `Box<dyn Error + Send + Sync>` work as they are). The error names the
+/// limiter, what happened and the declaration whose option refused the call:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::{limited, ErrorKind};
+/// use std::time::Duration;
+///
+/// #[limited(name = "doc-orders", max = 1)] // batch: waits as long as it takes
+/// async fn export_order(id: u64) -> std::io::Result<u64> {
+///     tokio::time::sleep(Duration::from_secs(1)).await;
+///     Ok(id)
+/// }
+///
+/// #[limited(name = "doc-orders", max = 1, wait = "200ms")] // online: gives up after 200 ms
+/// async fn show_order(id: u64) -> std::io::Result<u64> {
+///     Ok(id)
+/// }
+///
+/// #[limited(name = "doc-orders", max = 1, queue = 0)] // never waits: load shedding
+/// async fn prefetch_order(id: u64) -> std::io::Result<u64> {
+///     Ok(id)
+/// }
+///
+/// let export = tokio::spawn(export_order(1));
+/// tokio::task::yield_now().await; // the export holds the only permit
+/// let err = show_order(2).await.unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+/// assert!(err.to_string().starts_with(
+///     "limiter \"doc-orders\": gave up after waiting 200ms for a permit (wait = \"200ms\" at "
+/// ));
+/// let err = prefetch_order(3).await.unwrap_err();
+/// let limit = err.get_ref().unwrap().downcast_ref::<limit_runtime::Error>().unwrap();
+/// assert_eq!(limit.kind(), ErrorKind::QueueFull);
+/// assert_eq!(export.await.unwrap().unwrap(), 1);
+/// # }
+/// ```
+///
+/// With `#[retry]`, a refusal (`QueueFull`, `WaitTimeout`) is never retried:
+/// the call ends at once with it. Each attempt waits for its own permit and
+/// rate slot and gives both back before the backoff sleep.
+///
+/// A reserve for online work while a [batch](crate::batch) saturates the
+/// limiter:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::{batch, limited};
+/// use std::time::Duration;
+///
+/// #[limited(name = "doc-search", max = 8, reserve = 2)]
+/// async fn search(q: u64) -> u64 {
+///     tokio::time::sleep(Duration::from_millis(100)).await;
+///     q
+/// }
+///
+/// let job: Vec<_> = (0..100).map(|q| tokio::spawn(batch::scope(search(q)))).collect();
+/// tokio::task::yield_now().await;
+/// let l = limit_runtime::limiter("doc-search").unwrap();
+/// assert_eq!(l.active(), 6); // batch never takes the last 2 permits
+/// let t0 = tokio::time::Instant::now();
+/// search(7).await; // an online call starts at once
+/// assert_eq!(t0.elapsed(), Duration::from_millis(100));
+/// # for j in job { j.await.unwrap(); }
+/// # }
+/// ```
 ///
 /// Waiters start in first-come, first-served order. A caller dropped while
 /// waiting leaves the queue; a body that finishes, fails, panics or is
@@ -69,14 +178,28 @@ pub use limiter::{
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use limit_runtime::StaticLimiter;
+/// use std::time::Duration;
+/// use limit_runtime::{Rate, StaticLimiter};
 ///
 /// async fn fetch_address(id: u64) -> Result<String, std::io::Error> {
-///     // `new` records this line, for the message of a conflicting `max`.
+///     // `new` records this line, for conflict and error messages.
 ///     static __LIMITED: StaticLimiter = StaticLimiter::new("address", 10);
 ///     __LIMITED.run(async move { Ok(format!("address of {id}")) }).await
 /// }
+///
+/// // #[limited(name = "users", max = 20, rate = "50/s", burst = 10, wait = "200ms")]
+/// async fn get_user(id: u64) -> Result<u64, std::io::Error> {
+///     static __LIMITED: StaticLimiter = StaticLimiter::new("users", 20)
+///         .rate(Rate::new(50, Duration::from_secs(1)).with_burst(10))
+///         .wait(Duration::from_millis(200));
+///     let _permit = match __LIMITED.acquire_declared().await {
+///         Ok(permit) => permit,
+///         Err(refused) => return Err(refused.into()),
+///     };
+///     Ok(id)
+/// }
 /// # assert!(fetch_address(1).await.is_ok());
+/// # assert_eq!(get_user(3).await.unwrap(), 3);
 /// # }
 /// ```
 #[cfg(feature = "macros")]

@@ -23,7 +23,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -58,6 +58,10 @@ pub(crate) struct Core {
     batch_active: AtomicUsize,
     /// Callers in the queue (mirrors the queue's length, lock-free).
     waiting: AtomicUsize,
+    /// The ticket of the latest grant, per class: a waiter whose ticket is
+    /// not after it has been granted (grants go out in ticket order), which
+    /// it can tell without the lock.
+    granted_upto: [AtomicU32; 2],
     pub(crate) rate: Gcra,
     queue: Mutex<Queue>,
     pub(crate) counters: Counters,
@@ -122,6 +126,7 @@ impl Core {
             reserve: AtomicUsize::new(0),
             batch_active: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            granted_upto: [AtomicU32::new(0), AtomicU32::new(0)],
             rate: Gcra::new(rate),
             queue: Mutex::new(Queue::new()),
             counters: Counters::default(),
@@ -153,6 +158,14 @@ impl Core {
 
     pub(crate) fn batch_active(&self) -> usize {
         self.batch_active.load(Ordering::Relaxed)
+    }
+
+    /// Whether the waiter of `class` with `ticket` has been granted a start.
+    #[inline]
+    fn is_granted(&self, class: Class, ticket: u32) -> bool {
+        let upto = self.granted_upto[class as usize].load(Ordering::Acquire);
+        // Wrapping order: `upto` is at or after `ticket`.
+        (upto.wrapping_sub(ticket) as i32) >= 0
     }
 
     /// Bookkeeping for a start; `free_after` is the permit count the taker
@@ -303,7 +316,9 @@ impl Core {
             if class == Class::Batch {
                 self.batch_active.fetch_add(1, Ordering::AcqRel);
             }
-            w.push(q.pop_front(class));
+            let (ticket, waker) = q.pop_front(class).expect("front exists");
+            self.granted_upto[class as usize].store(ticket, Ordering::Release);
+            w.push(waker);
         }
         if in_hand {
             self.state.fetch_add(ONE, Ordering::AcqRel);
@@ -356,6 +371,7 @@ impl Core {
             since: u64::MAX,
             patience,
             slot: NOT_QUEUED,
+            ticket: 0,
             class,
         }
     }
@@ -441,8 +457,11 @@ pub(crate) struct Waiter<'a> {
     /// queued).
     since: u64,
     patience: Patience,
-    /// `NOT_QUEUED`, `DONE`, or the caller's slot in the queue.
+    /// `NOT_QUEUED`, `DONE`, or the caller's slot in the queue (stale once
+    /// it was granted: the slot is freed by the grant).
     slot: u32,
+    /// The caller's ticket, while queued.
+    ticket: u32,
     class: Class,
 }
 
@@ -463,8 +482,9 @@ impl Waiter<'_> {
     }
 
     /// First poll that could not start lock-free: queue, unless the queue
-    /// bound refuses. `Some` if the call is decided.
-    fn enqueue(&mut self, cx: &Context<'_>) -> Option<Result<(), Refusal>> {
+    /// bound refuses. `Ok` if the call is decided; otherwise the time to be
+    /// woken at, if any (its deadline, or the rate's next slot).
+    fn enqueue(&mut self, cx: &Context<'_>) -> Result<Result<(), Refusal>, Option<Instant>> {
         // Cloned before locking: a foreign waker runs arbitrary code.
         let waker = cx.waker().clone();
         let core = self.core;
@@ -472,32 +492,39 @@ impl Waiter<'_> {
         let bound = self.patience.queue();
         let outcome = core.locked(|core, q, w| {
             let before = q.len();
-            core.state.fetch_or(QUEUED, Ordering::AcqRel);
-            let idx = q.push(class, waker);
+            // Set by whoever queued first; writing the hot word again would
+            // only bounce its cache line.
+            if core.state.load(Ordering::Acquire) & QUEUED == 0 {
+                core.state.fetch_or(QUEUED, Ordering::AcqRel);
+            }
+            let (idx, ticket) = q.push(class, waker);
             core.dispatch(q, false, Some(idx), w);
-            if q.granted(idx) {
-                q.release_slot(idx);
-                return Some(Ok(()));
+            if core.is_granted(class, ticket) {
+                return Ok(Ok(()));
             }
             if bound.is_some_and(|b| before >= b) {
                 q.unlink(class, idx);
                 q.release_slot(idx);
                 core.dispatch(q, false, None, w);
-                return Some(Err(Refusal::QueueFull { waiting: before }));
+                return Ok(Err(Refusal::QueueFull { waiting: before }));
             }
             self.slot = idx;
-            None
+            self.ticket = ticket;
+            Err(take_rate_turn(q, idx).map(|at| core.rate.instant(at)))
         });
         match outcome {
-            Some(Ok(())) => {
+            Ok(Ok(())) => {
                 self.slot = DONE;
                 core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
             }
-            Some(Err(_)) => {
+            Ok(Err(_)) => {
                 self.slot = DONE;
                 core.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
             }
-            None => self.since = core.rate.now(),
+            Err(rate_at) => {
+                self.since = core.rate.now();
+                return Err(earliest(self.deadline(), rate_at));
+            }
         }
         outcome
     }
@@ -505,15 +532,17 @@ impl Waiter<'_> {
     /// A queued waiter's poll: started, gave up, or still waiting (with the
     /// time to be woken at, if any).
     fn check(&mut self, cx: &Context<'_>) -> Result<Result<(), Refusal>, Option<Instant>> {
-        let idx = self.slot;
-        let class = self.class;
+        let (idx, ticket, class) = (self.slot, self.ticket, self.class);
+        // Granted: known without the lock (the common wake-up).
+        if self.core.is_granted(class, ticket) {
+            return Ok(Ok(()));
+        }
         let deadline = self.deadline();
         self.core.locked(|core, q, w| {
-            if !q.granted(idx) {
+            if !core.is_granted(class, ticket) {
                 core.dispatch(q, false, Some(idx), w);
             }
-            if q.granted(idx) {
-                q.release_slot(idx);
+            if core.is_granted(class, ticket) {
                 return Ok(Ok(()));
             }
             if let Some(d) = deadline {
@@ -527,18 +556,28 @@ impl Waiter<'_> {
                 }
             }
             q.set_waker(idx, cx.waker());
-            let rate_at = match q.rate_due {
-                Some((i, at)) if i == idx => {
-                    q.rate_armed = Some((idx, at));
-                    Some(core.rate.instant(at))
-                }
-                _ => None,
-            };
-            Err(match (deadline, rate_at) {
-                (Some(d), Some(r)) => Some(d.min(r)),
-                (d, r) => d.or(r),
-            })
+            let rate_at = take_rate_turn(q, idx).map(|at| core.rate.instant(at));
+            Err(earliest(deadline, rate_at))
         })
+    }
+}
+
+/// If `idx` is the waiter the rate alone holds back, marks its timer armed
+/// and returns when the rate allows it to start.
+fn take_rate_turn(q: &mut Queue, idx: u32) -> Option<u64> {
+    match q.rate_due {
+        Some((i, at)) if i == idx => {
+            q.rate_armed = Some((idx, at));
+            Some(at)
+        }
+        _ => None,
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -550,35 +589,23 @@ impl Future for Waiter<'_> {
         if this.slot == DONE {
             panic!("a limiter's acquire future was polled after it completed");
         }
-        if this.slot == NOT_QUEUED {
+        // `Err(wake_at)`: still waiting, to be woken then (or by a grant).
+        let mut state = if this.slot == NOT_QUEUED {
             if this.core.try_acquire(this.class) {
                 this.slot = DONE;
                 return Poll::Ready(Ok(()));
             }
-            if let Some(decided) = this.enqueue(cx) {
-                return Poll::Ready(decided);
+            match this.enqueue(cx) {
+                Ok(decided) => return Poll::Ready(decided),
+                Err(wake_at) => Err(wake_at),
             }
-        }
+        } else {
+            this.check(cx)
+        };
         // Bounded: a timer that fires loops once more to act on it.
         for _ in 0..4 {
-            match this.check(cx) {
-                Ok(outcome) => {
-                    this.slot = DONE;
-                    let core = this.core;
-                    let since = core.rate.instant(this.since);
-                    match outcome {
-                        Ok(()) => {
-                            core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
-                            core.note_waited(since);
-                            return Poll::Ready(Ok(()));
-                        }
-                        Err(_) => {
-                            core.counters.rejected_wait.fetch_add(1, Ordering::Relaxed);
-                            let waited = Instant::now().saturating_duration_since(since);
-                            return Poll::Ready(Err(Refusal::WaitTimeout { waited }));
-                        }
-                    }
-                }
+            match state {
+                Ok(outcome) => return Poll::Ready(this.finish(outcome)),
                 Err(None) => return Poll::Pending,
                 Err(Some(at)) => {
                     let timer = match &mut this.timer {
@@ -593,6 +620,7 @@ impl Future for Waiter<'_> {
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
+                    state = this.check(cx);
                 }
             }
         }
@@ -603,17 +631,37 @@ impl Future for Waiter<'_> {
     }
 }
 
+impl Waiter<'_> {
+    /// Bookkeeping for a queued waiter that started or gave up.
+    fn finish(&mut self, outcome: Result<(), Refusal>) -> Result<(), Refusal> {
+        self.slot = DONE;
+        let core = self.core;
+        let since = core.rate.instant(self.since);
+        match outcome {
+            Ok(()) => {
+                core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
+                core.note_waited(since);
+                Ok(())
+            }
+            Err(_) => {
+                core.counters.rejected_wait.fetch_add(1, Ordering::Relaxed);
+                let waited = Instant::now().saturating_duration_since(since);
+                Err(Refusal::WaitTimeout { waited })
+            }
+        }
+    }
+}
+
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         let idx = self.slot;
         if idx == DONE || idx == NOT_QUEUED {
             return;
         }
-        let class = self.class;
+        let (class, ticket) = (self.class, self.ticket);
         self.core.locked(|core, q, w| {
-            if q.granted(idx) {
+            if core.is_granted(class, ticket) {
                 // A start was handed to us: pass the permit on.
-                q.release_slot(idx);
                 if class == Class::Batch {
                     core.batch_active.fetch_sub(1, Ordering::AcqRel);
                 }

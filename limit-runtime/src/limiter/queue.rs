@@ -1,16 +1,19 @@
 //! The waiters of one limiter: a FIFO list per class, threaded by index
 //! through one `Vec`.
 //!
-//! A queued caller costs one 24-byte slot and no allocation of its own;
+//! A queued caller costs one 32-byte slot and no allocation of its own;
 //! leaving from the middle (a dropped or timed-out waiter) is O(1). The
 //! queue knows nothing of permits or rates: [`Core`](super::core::Core)
 //! decides who may start and calls [`Queue::pop_front`].
+//!
+//! Every waiter gets a ticket, increasing within its class, so the list of
+//! a class is in ticket order and grants go out in ticket order. That lets
+//! a waiter learn that it was granted without taking the lock: the core
+//! publishes the ticket of each grant (see `Core::granted_upto`).
 
 use std::task::Waker;
 
 pub(crate) const NIL: u32 = u32::MAX;
-/// `prev` of a node whose owner was granted a start (it is out of the list).
-const GRANTED: u32 = NIL - 1;
 
 /// Which list a waiter is in. Online waiters start before batch ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +24,8 @@ pub(crate) enum Class {
 
 struct Node {
     waker: Option<Waker>,
-    /// The previous node (`NIL` at the head), or `GRANTED`.
+    ticket: u32,
+    /// The previous node (`NIL` at the head).
     prev: u32,
     /// The next node (`NIL` at the tail), or the next free slot.
     next: u32,
@@ -43,6 +47,8 @@ const EMPTY: List = List {
 pub(crate) struct Queue {
     nodes: Vec<Node>,
     lists: [List; 2],
+    /// The last ticket handed out, per class.
+    tickets: [u32; 2],
     free: u32,
     /// Slots owned by a caller: queued, or granted and not yet collected.
     used: usize,
@@ -58,6 +64,7 @@ impl Queue {
         Queue {
             nodes: Vec::new(),
             lists: [EMPTY; 2],
+            tickets: [0; 2],
             free: NIL,
             used: 0,
             rate_due: None,
@@ -75,11 +82,17 @@ impl Queue {
         (head != NIL).then_some(head)
     }
 
-    /// Appends a waiter to its class's list and returns its slot.
-    pub(crate) fn push(&mut self, class: Class, waker: Waker) -> u32 {
+    /// Appends a waiter to its class's list and returns its slot and its
+    /// ticket.
+    pub(crate) fn push(&mut self, class: Class, waker: Waker) -> (u32, u32) {
+        // Wrapping is fine: a waiter is only ever compared with grants of
+        // the waiters queued ahead of it, far fewer than 2^31.
+        let ticket = self.tickets[class as usize].wrapping_add(1);
+        self.tickets[class as usize] = ticket;
         let list = &mut self.lists[class as usize];
         let node = Node {
             waker: Some(waker),
+            ticket,
             prev: list.tail,
             next: NIL,
         };
@@ -93,7 +106,7 @@ impl Queue {
             // represented; that many tasks do not fit in memory anyway.
             let idx = u32::try_from(self.nodes.len())
                 .ok()
-                .filter(|&i| i < GRANTED)
+                .filter(|&i| i < NIL - 1)
                 .expect("too many waiters");
             self.nodes.push(node);
             idx
@@ -106,7 +119,7 @@ impl Queue {
         list.tail = idx;
         list.len += 1;
         self.used += 1;
-        idx
+        (idx, ticket)
     }
 
     /// Takes a waiting `idx` out of its list (the slot stays its owner's).
@@ -115,7 +128,6 @@ impl Queue {
             let n = &self.nodes[idx as usize];
             (n.prev, n.next)
         };
-        debug_assert!(prev != GRANTED, "unlinking a granted waiter");
         let list = &mut self.lists[class as usize];
         if prev == NIL {
             list.head = next;
@@ -133,18 +145,16 @@ impl Queue {
         }
     }
 
-    /// Grants the front waiter of `class` a start: takes it out of the list
-    /// and returns its waker.
-    pub(crate) fn pop_front(&mut self, class: Class) -> Option<Waker> {
+    /// Grants the front waiter of `class` a start: takes it out of the list,
+    /// frees its slot (its owner learns of the grant from its ticket, not
+    /// from the slot), and returns its ticket and waker.
+    pub(crate) fn pop_front(&mut self, class: Class) -> Option<(u32, Option<Waker>)> {
         let idx = self.front(class)?;
         self.unlink(class, idx);
         let node = &mut self.nodes[idx as usize];
-        node.prev = GRANTED;
-        node.waker.take()
-    }
-
-    pub(crate) fn granted(&self, idx: u32) -> bool {
-        self.nodes[idx as usize].prev == GRANTED
+        let granted = (node.ticket, node.waker.take());
+        self.release_slot(idx);
+        Some(granted)
     }
 
     /// Stores the waker to call when `idx` may start (kept if equivalent).
@@ -196,22 +206,22 @@ mod tests {
     fn fifo_per_class_and_unlink_from_the_middle() {
         let mut q = Queue::new();
         let w = Waker::noop().clone();
-        let a = q.push(Class::Online, w.clone());
-        let b = q.push(Class::Batch, w.clone());
-        let c = q.push(Class::Online, w.clone());
-        let d = q.push(Class::Online, w.clone());
+        let (a, ta) = q.push(Class::Online, w.clone());
+        let (b, tb) = q.push(Class::Batch, w.clone());
+        let (c, tc) = q.push(Class::Online, w.clone());
+        let (d, _) = q.push(Class::Online, w.clone());
+        assert_eq!((ta, tb, tc), (1, 1, 2), "tickets count per class");
         assert_eq!(order(&q, Class::Online), [a, c, d]);
         assert_eq!(order(&q, Class::Batch), [b]);
         q.unlink(Class::Online, c);
         q.release_slot(c);
         assert_eq!(order(&q, Class::Online), [a, d]);
-        assert!(q.pop_front(Class::Online).is_some());
-        assert!(q.granted(a));
+        assert_eq!(q.pop_front(Class::Online).map(|g| g.0), Some(1));
         assert_eq!(order(&q, Class::Online), [d]);
         assert_eq!((q.len(), q.lists[Class::Batch as usize].len), (2, 1));
-        // The freed slot is reused.
-        let e = q.push(Class::Batch, w);
-        assert_eq!(e, c);
+        // Freed slots are reused, last freed first.
+        let (e, te) = q.push(Class::Batch, w);
+        assert_eq!((e, te), (a, 2));
         assert_eq!(order(&q, Class::Batch), [b, e]);
     }
 
@@ -219,7 +229,9 @@ mod tests {
     fn memory_is_returned_after_a_burst() {
         let mut q = Queue::new();
         let w = Waker::noop().clone();
-        let idx: Vec<u32> = (0..100).map(|_| q.push(Class::Online, w.clone())).collect();
+        let idx: Vec<u32> = (0..100)
+            .map(|_| q.push(Class::Online, w.clone()).0)
+            .collect();
         for i in idx {
             q.unlink(Class::Online, i);
             q.release_slot(i);
