@@ -74,6 +74,7 @@ pub async fn online<F: Future>(fut: F) -> F::Output {
 }
 
 /// Whether the code calling this runs inside a batch [`scope`].
+#[inline]
 pub fn is_batch() -> bool {
     BATCH.try_with(Cell::get).unwrap_or(false)
 }

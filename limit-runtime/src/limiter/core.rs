@@ -253,6 +253,12 @@ impl Core {
                 Err(actual) => s = actual,
             }
         }
+        self.release_queued();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_queued(&self) {
         self.locked(|core, q, w| core.dispatch(q, true, None, w));
     }
 
@@ -364,6 +370,7 @@ impl Core {
         });
     }
 
+    #[inline]
     pub(crate) fn acquire(&self, class: Class, patience: Patience) -> Waiter<'_> {
         Waiter {
             core: self,
@@ -472,6 +479,7 @@ impl Waiter<'_> {
     }
 
     /// The class the caller waits (and will hold its permit) in.
+    #[inline]
     pub(crate) fn class(&self) -> Class {
         self.class
     }
@@ -584,17 +592,28 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 impl Future for Waiter<'_> {
     type Output = Result<(), Refusal>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
         let this = self.get_mut();
+        if this.slot == NOT_QUEUED && this.core.try_acquire(this.class) {
+            this.slot = DONE;
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl Waiter<'_> {
+    /// Everything but the uncontended start: queueing, timers, grants.
+    #[cold]
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        let this = self;
         if this.slot == DONE {
             panic!("a limiter's acquire future was polled after it completed");
         }
         // `Err(wake_at)`: still waiting, to be woken then (or by a grant).
         let mut state = if this.slot == NOT_QUEUED {
-            if this.core.try_acquire(this.class) {
-                this.slot = DONE;
-                return Poll::Ready(Ok(()));
-            }
             match this.enqueue(cx) {
                 Ok(decided) => return Poll::Ready(decided),
                 Err(wake_at) => Err(wake_at),
@@ -653,11 +672,21 @@ impl Waiter<'_> {
 }
 
 impl Drop for Waiter<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let idx = self.slot;
-        if idx == DONE || idx == NOT_QUEUED {
-            return;
+        if self.slot != DONE && self.slot != NOT_QUEUED {
+            self.leave();
         }
+    }
+}
+
+impl Waiter<'_> {
+    /// Leaves the queue (dropped while queued), passing on a start that was
+    /// granted but not collected.
+    #[cold]
+    #[inline(never)]
+    fn leave(&mut self) {
+        let idx = self.slot;
         let (class, ticket) = (self.class, self.ticket);
         self.core.locked(|core, q, w| {
             if core.is_granted(class, ticket) {

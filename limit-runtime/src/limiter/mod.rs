@@ -247,6 +247,7 @@ impl Limiter {
         Limiter::create_private(name, max, None)
     }
 
+    #[inline]
     fn core(&self) -> &Core {
         &self.inner.core
     }
@@ -386,6 +387,7 @@ impl Limiter {
 
     /// Waits, as long as it takes, until the caller may start. The permit is
     /// held until the returned [`Permit`] is dropped.
+    #[inline]
     pub fn acquire(&self) -> Acquire<'_> {
         Acquire {
             inner: self.acquire_patient(Patience::UNLIMITED, Origin::None),
@@ -422,6 +424,7 @@ impl Limiter {
         self.acquire_patient(options.patience, origin)
     }
 
+    #[inline]
     pub(crate) fn acquire_patient(&self, patience: Patience, origin: Origin) -> AcquireWith<'_> {
         AcquireWith {
             limiter: self,
@@ -470,6 +473,7 @@ impl Limiter {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    #[cold]
     fn refusal(&self, refusal: Refusal, patience: Patience, origin: Origin) -> Error {
         let (kind, what, option) = match refusal {
             Refusal::QueueFull { waiting } => {
@@ -528,6 +532,7 @@ pub struct AcquireWith<'a> {
 impl<'a> Future for AcquireWith<'a> {
     type Output = Result<Permit<'a>, Error>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let limiter = this.limiter;
@@ -581,12 +586,18 @@ pub struct Acquire<'a> {
 impl<'a> Future for Acquire<'a> {
     type Output = Permit<'a>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit<'a>> {
         Pin::new(&mut self.inner).poll(cx).map(|r| match r {
             Ok(p) => p,
-            Err(e) => unreachable!("a call without `wait` or `queue` was refused: {e}"),
+            Err(e) => never_refused(&e),
         })
     }
+}
+
+#[cold]
+fn never_refused(e: &Error) -> ! {
+    unreachable!("a call without `wait` or `queue` was refused: {e}")
 }
 
 impl fmt::Debug for Acquire<'_> {
@@ -606,6 +617,7 @@ pub struct Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.limiter.core().release(self.class);
     }

@@ -281,6 +281,7 @@ impl StaticLimiter {
 impl std::ops::Deref for StaticLimiter {
     type Target = Limiter;
 
+    #[inline]
     fn deref(&self) -> &Limiter {
         self.limiter()
     }
