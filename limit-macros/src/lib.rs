@@ -12,6 +12,8 @@ mod duration;
 mod expand;
 mod item;
 mod rate;
+#[cfg(test)]
+mod snapshots;
 
 use item::Kind;
 

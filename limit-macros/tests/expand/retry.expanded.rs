@@ -7,7 +7,7 @@ impl ApiError {
 }
 pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
     static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
-        "macrotest005::put_object",
+        ::core::concat!(::core::module_path!(), "::put_object"),
         ::limit_runtime::retry::RetryPolicy::new()
             .attempts(5)
             .initial(::core::time::Duration::from_millis(200u64))

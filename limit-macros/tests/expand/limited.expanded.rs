@@ -19,7 +19,7 @@ pub async fn fetch_address(id: u64) -> Result<Address, Error> {
 /// A limiter of its own.
 async fn resize(img: &[u8]) -> Vec<u8> {
     static __LIMITED: ::limit_runtime::StaticLimiter = ::limit_runtime::StaticLimiter::private(
-        "macrotest001::resize",
+        ::core::concat!(::core::module_path!(), "::resize"),
         4,
     );
     {

@@ -1,0 +1,47 @@
+use limit_runtime::{coalesce, limited, retry};
+pub struct Address;
+#[derive(Clone)]
+pub struct ApiError;
+impl ApiError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+pub async fn fetch_addresses(
+    user_id: u64,
+) -> Result<std::sync::Arc<Vec<Address>>, ApiError> {
+    #[allow(unused_imports)]
+    use coalesce as _;
+    #[allow(unused_imports)]
+    use retry as _;
+    static __LIMITED: ::limit_runtime::StaticLimiter = ::limit_runtime::StaticLimiter::new(
+        "address",
+        10,
+    );
+    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
+        ::core::concat!(::core::module_path!(), "::fetch_addresses"),
+        ::limit_runtime::retry::RetryPolicy::new().attempts(4),
+    );
+    static __COALESCE: ::limit_runtime::coalesce::StaticGroup = ::limit_runtime::coalesce::StaticGroup::named(
+        ::core::concat!(::core::module_path!(), "::fetch_addresses"),
+    );
+    {
+        let __limit_key = (::limit_runtime::__private::key_part(&user_id),);
+        let __limit_call = ::core::pin::pin!(
+            async { let mut __limit_retry = __RETRY.begin(); loop { let __limit_outcome =
+            { let user_id = ::limit_runtime::__private::clone_arg(& user_id); { let
+            __limit_permit = __LIMITED.acquire(). await; async {
+            #[allow(unreachable_code, clippy::diverging_sub_expression,
+            clippy::empty_loop, clippy::needless_return)] if false { let __limit_return :
+            Result < std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return
+            __limit_return; } { let _ = user_id; Ok(Default::default()) } } . await } };
+            match __limit_retry.check(__limit_outcome, ApiError::is_transient,
+            ::limit_runtime::retry::no_hint, ::limit_runtime::retry::no_hook) {
+            ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
+            ::limit_runtime::retry::Step::Retry(__limit_delay) =>
+            ::limit_runtime::retry::sleep(__limit_delay). await, } } }
+        );
+        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await
+    }
+}
+fn main() {}
