@@ -48,16 +48,19 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // taken: the function's own future holds the body, with no wrapper
     // future (and no second copy of the body's state) around it.
     if config.retry.is_none() && config.coalesce.is_none() {
-        let block = &f.block;
         let body = match &config.limited {
             Some(l) => {
                 let take = permit_step(k, l, &permit, &f.sig.output, &quote!(return));
+                // The user's statements, spliced rather than nested: a
+                // nested one-expression block would draw `unused_braces`
+                // at the user's braces.
+                let stmts = &f.block.stmts;
                 quote!({
                     #take
-                    #block
+                    #(#stmts)*
                 })
             }
-            None => quote!(#block),
+            None => f.block.to_token_stream(),
         };
         return finish(config, f, statics, body);
     }
@@ -90,7 +93,7 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
             let clones = fresh_clones(k, &mut f);
             retry_loop(k, r, &clones, &attempt, &f.sig.output)
         }
-        None => quote!({ #attempt }),
+        None => attempt,
     };
 
     // coalesce: outermost, shares one whole (retried) call. The shared
@@ -104,7 +107,7 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         let marker = instantiation_marker(&f);
         body = quote!({
             let __limit_key = #key;
-            let __limit_call = ::core::pin::pin!(async #move_kw #body);
+            let __limit_call = ::core::pin::pin!(async #move_kw { #body });
             __COALESCE.run::<#marker, _, _>(__limit_key, __limit_call).await
         });
     }
@@ -130,6 +133,7 @@ fn finish(config: &Config, mut f: ItemFn, statics: TokenStream, body: TokenStrea
 /// in the original function and type errors point at the return type.
 fn guarded_body(f: &ItemFn) -> TokenStream {
     let block = &f.block;
+    let stmts = &block.stmts;
     let (ty, span) = match &f.sig.output {
         ReturnType::Default => (quote!(()), f.sig.ident.span()),
         ReturnType::Type(_, ty) if !mentions_impl_trait(ty) => (ty.to_token_stream(), ty.span()),
@@ -142,7 +146,8 @@ fn guarded_body(f: &ItemFn) -> TokenStream {
             return __limit_return;
         }
     };
-    quote!({ #fake #block })
+    // Spliced, not nested (see `expand`).
+    quote!({ #fake #(#stmts)* })
 }
 
 fn mentions_impl_trait(ty: &Type) -> bool {

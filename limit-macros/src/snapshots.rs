@@ -17,7 +17,10 @@ use crate::item::Kind;
 
 /// Expands the first of our attributes on a function (the others are
 /// collected by the expansion itself, as the compiler would).
-fn expand_fn(attrs: &mut Vec<Attribute>, rest: impl FnOnce(&[Attribute]) -> TokenStream) -> Option<TokenStream> {
+fn expand_fn(
+    attrs: &mut Vec<Attribute>,
+    rest: impl FnOnce(&[Attribute]) -> TokenStream,
+) -> Option<TokenStream> {
     let pos = attrs.iter().position(|a| {
         a.path()
             .segments
@@ -147,9 +150,7 @@ fn expansions_match_their_snapshots() {
 fn expanding_is_what_the_attribute_does() {
     // A sanity check of the harness itself: the attribute is consumed, the
     // function keeps its name, and a static limiter appears.
-    let out = expand_source(
-        "#[limited(name = \"x\", max = 2)] async fn f() -> u32 { 1 }",
-    );
+    let out = expand_source("#[limited(name = \"x\", max = 2)] async fn f() -> u32 { 1 }");
     assert!(!out.contains("#[limited"), "{out}");
     assert!(out.contains("async fn f() -> u32"), "{out}");
     assert!(out.contains("StaticLimiter::new("), "{out}");

@@ -10,10 +10,8 @@ pub async fn fetch_address(id: u64) -> Result<Address, Error> {
     );
     {
         let __limit_permit = __LIMITED.acquire().await;
-        {
-            let _ = id;
-            Ok(Address)
-        }
+        let _ = id;
+        Ok(Address)
     }
 }
 /// A limiter of its own.
@@ -24,7 +22,7 @@ async fn resize(img: &[u8]) -> Vec<u8> {
     );
     {
         let __limit_permit = __LIMITED.acquire().await;
-        { img.to_vec() }
+        img.to_vec()
     }
 }
 fn main() {}

@@ -31,10 +31,8 @@ pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
                         let __limit_return: Result<(), ApiError> = loop {};
                         return __limit_return;
                     }
-                    {
-                        let _ = (key, body);
-                        Ok(())
-                    }
+                    let _ = (key, body);
+                    Ok(())
                 }
                     .await
             };
