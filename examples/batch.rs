@@ -11,8 +11,7 @@
 //! then shed load with `503` and `Retry-After`; a few requests fail at random
 //! anyway. The code they run is in `examples/demo/`.
 
-#[path = "demo/mod.rs"]
-mod demo;
+use limit_demo as demo;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

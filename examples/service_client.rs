@@ -13,8 +13,7 @@
 //! - `#[coalesce(key = id)]` keys group lookups on the group alone, so a
 //!   lookup that one instance has in flight also answers the other's.
 
-#[path = "demo/mod.rs"]
-mod demo;
+use limit_demo as demo;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};

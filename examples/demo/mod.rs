@@ -2,9 +2,9 @@
 //! address service speaking HTTP on loopback, a client for them (plain and
 //! with `#[limited]`, `#[retry]` and `#[coalesce]`), and the batch job.
 //!
-//! Included with `#[path]` by `examples/batch.rs`, `examples/service_client.rs`
-//! and `tests/batch.rs`; each uses a different part of it.
-#![allow(dead_code)]
+//! The library of the `limit-examples` package (`limit_demo`), used by
+//! `examples/batch.rs`, `examples/service_client.rs` and
+//! `examples/tests/batch.rs`; each uses a different part of it.
 
 pub mod cli;
 pub mod client;

@@ -1,8 +1,7 @@
 //! The batch demonstration (`examples/batch.rs`) in a small mode: what it
 //! claims holds. Real HTTP on loopback, real time; no assertion on durations.
 
-#[path = "../examples/demo/mod.rs"]
-mod demo;
+use limit_demo as demo;
 
 use demo::cli::{self, Command, Options};
 use demo::client::{ADDRESSES_MAX, USERS_MAX};
