@@ -55,7 +55,7 @@ pub use limiter::{ParseRateError, Rate};
 /// | `burst` | integer ≥ 1, default 1 | name | How many bodies may start at once after a quiet period. The default spaces starts evenly: no burst at start-up. |
 /// | `wait` | duration | function | A call that cannot start within this time (waiting for a permit and for the rate together) fails with [`ErrorKind::WaitTimeout`]; its body never runs. |
 /// | `queue` | integer ≥ 0 | function | If this many calls already wait on the limiter, a new call fails at once with [`ErrorKind::QueueFull`] (`queue = 0`: never wait). |
-/// | `reserve` | integer ≥ 0, < `max` | name | Permits that [batch](crate::batch) work never takes, so an online call finds one free at once. |
+/// | `reserve` | integer ≥ 0, < `max` | name | Permits that [batch] work never takes, so an online call finds one free at once. |
 /// | `crate` | string literal path | — | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
 ///
 /// Options marked *name* belong to the limiter: every declaration sharing
@@ -136,7 +136,7 @@ pub use limiter::{ParseRateError, Rate};
 /// the call ends at once with it. Each attempt waits for its own permit and
 /// rate slot and gives both back before the backoff sleep.
 ///
-/// A reserve for online work while a [batch](crate::batch) saturates the
+/// A reserve for online work while a [batch] saturates the
 /// limiter:
 ///
 /// ```
