@@ -23,6 +23,22 @@
 //! The class travels with the future, not with the task: a task spawned
 //! from inside a scope starts online unless its future is wrapped in
 //! [`scope`] too (`tokio::spawn(batch::scope(work))`).
+//!
+//! Running a job over many items: [`job`] keeps at most N items in
+//! progress, reports every failure with its item and reports progress, and
+//! [`interleave_by`] spreads clustered groups of items evenly over the run.
+//!
+//! | file | part |
+//! |---|---|
+//! | `mod.rs` | the class: [`scope`], [`online`], [`is_batch`] |
+//! | `driver.rs` | the job driver: [`job`], [`Job`], [`Progress`], [`Report`] |
+//! | `interleave.rs` | [`interleave_by`] |
+
+mod driver;
+mod interleave;
+
+pub use driver::{job, Job, Progress, Report};
+pub use interleave::interleave_by;
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
