@@ -133,3 +133,31 @@ async fn online_calls_overtake_a_saturating_job_and_the_reserve_keeps_room() {
     let report = job.await.unwrap();
     assert_eq!(report.succeeded(), 10_000);
 }
+
+#[limited(name = "t-job-stats", max = 1, wait = "50ms")]
+async fn counted(hold: Duration) -> Result<(), limit_runtime::Error> {
+    sleep(hold).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_split_waits_and_refusals_by_class() {
+    let holder = tokio::spawn(counted(Duration::from_millis(100)));
+    tokio::task::yield_now().await;
+    // Two batch calls and one online call queue; the batch ones give up.
+    let b1 = tokio::spawn(batch::scope(counted(Duration::ZERO)));
+    let b2 = tokio::spawn(batch::scope(counted(Duration::ZERO)));
+    assert!(b1.await.unwrap().is_err());
+    assert!(b2.await.unwrap().is_err());
+    holder.await.unwrap().unwrap();
+    let waiter = tokio::spawn(counted(Duration::from_millis(10)));
+    tokio::task::yield_now().await;
+    let batch_waiter = tokio::spawn(batch::scope(counted(Duration::ZERO)));
+    waiter.await.unwrap().unwrap();
+    batch_waiter.await.unwrap().unwrap();
+    let s = limit_runtime::limiter("t-job-stats").unwrap().stats();
+    assert_eq!((s.rejected_wait, s.rejected_batch), (2, 2));
+    assert_eq!((s.waited, s.waited_batch), (1, 1));
+    assert_eq!(s.wait_total_batch, Duration::from_millis(10));
+    assert_eq!((s.batch_active, s.reserve), (0, 0));
+}

@@ -77,6 +77,10 @@ pub(crate) struct Counters {
     pub(crate) wait_max_ns: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rejected_wait: AtomicU64,
+    /// The batch class's share of `waited`, `wait_total_ns` and refusals.
+    pub(crate) waited_batch: AtomicU64,
+    pub(crate) wait_total_batch_ns: AtomicU64,
+    pub(crate) rejected_batch: AtomicU64,
 }
 
 /// Wakers collected under the lock, called once it is released (a waker
@@ -180,12 +184,23 @@ impl Core {
         }
     }
 
-    fn note_waited(&self, since: Instant) {
+    fn note_waited(&self, since: Instant, class: Class) {
         let ns = nanos(Instant::now().saturating_duration_since(since));
         let c = &self.counters;
         c.waited.fetch_add(1, Ordering::Relaxed);
         c.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
         c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        if class == Class::Batch {
+            c.waited_batch.fetch_add(1, Ordering::Relaxed);
+            c.wait_total_batch_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    fn note_refused(&self, counter: &AtomicU64, class: Class) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        if class == Class::Batch {
+            self.counters.rejected_batch.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether batch work may take one more permit under the reserve.
@@ -527,7 +542,7 @@ impl Waiter<'_> {
             }
             Ok(Err(_)) => {
                 self.slot = DONE;
-                core.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+                core.note_refused(&core.counters.rejected_full, self.class);
             }
             Err(rate_at) => {
                 self.since = core.rate.now();
@@ -659,11 +674,11 @@ impl Waiter<'_> {
         match outcome {
             Ok(()) => {
                 core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
-                core.note_waited(since);
+                core.note_waited(since, self.class);
                 Ok(())
             }
             Err(_) => {
-                core.counters.rejected_wait.fetch_add(1, Ordering::Relaxed);
+                core.note_refused(&core.counters.rejected_wait, self.class);
                 let waited = Instant::now().saturating_duration_since(since);
                 Err(Refusal::WaitTimeout { waited })
             }

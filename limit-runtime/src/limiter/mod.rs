@@ -104,6 +104,16 @@ pub struct LimiterStats {
     pub rejected_full: u64,
     /// Calls that gave up waiting (`wait`).
     pub rejected_wait: u64,
+    /// Permits that batch work never takes (see [`Limiter::reserve`]).
+    pub reserve: usize,
+    /// Permits held by [batch](crate::batch) work now.
+    pub batch_active: usize,
+    /// Batch calls among `waited`.
+    pub waited_batch: u64,
+    /// Batch calls' share of `wait_total`.
+    pub wait_total_batch: Duration,
+    /// Batch calls among `rejected_full` and `rejected_wait`.
+    pub rejected_batch: u64,
 }
 
 /// How patient one call is: the options `wait` and `queue` of
@@ -465,6 +475,11 @@ impl Limiter {
             wait_max: Duration::from_nanos(c.wait_max_ns.load(Ordering::Relaxed)),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rejected_wait: c.rejected_wait.load(Ordering::Relaxed),
+            reserve: core.reserve(),
+            batch_active: core.batch_active(),
+            waited_batch: c.waited_batch.load(Ordering::Relaxed),
+            wait_total_batch: Duration::from_nanos(c.wait_total_batch_ns.load(Ordering::Relaxed)),
+            rejected_batch: c.rejected_batch.load(Ordering::Relaxed),
         }
     }
 
