@@ -3,18 +3,19 @@
 use super::job::Mode;
 
 pub const USAGE: &str = "\
-usage: cargo run --release --example batch -- [--items N] [--seed S] [--only limited|naive]
+usage: cargo run --release --example batch -- [--items N] [--seed S] [--only naive|limited|batch]
 
   --items N               customers to process, 1 to 50000 (default 3000)
   --seed S                seed for the data, latencies and failures (default 1)
-  --only limited|naive    run one of the two jobs only (default both)
+  --only naive|limited|batch
+                          run one of the three jobs only (default all three)
   -h, --help              print this help";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     pub items: usize,
     pub seed: u64,
-    /// `None`: both runs.
+    /// `None`: every run.
     pub only: Option<Mode>,
 }
 
@@ -72,7 +73,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 options.only = Some(match v.as_str() {
                     "limited" => Mode::Limited,
                     "naive" => Mode::Naive,
-                    _ => return Err(format!("--only takes `limited` or `naive`, not {v:?}")),
+                    "batch" => Mode::Batch,
+                    _ => {
+                        return Err(format!(
+                            "--only takes `naive`, `limited` or `batch`, not {v:?}"
+                        ))
+                    }
                 });
             }
             _ => return Err(format!("unknown argument {arg:?}")),

@@ -1,7 +1,12 @@
 //! The batch job: for every customer, fetch the user, the user's group
-//! settings and the user's address, and make a shipping label. Every
-//! customer is a task of its own, all spawned at once: the naive job calls
-//! the plain client, the limited job the client under `limit`'s attributes.
+//! settings and the user's address, and make a shipping label. The naive
+//! and limited jobs make every customer a task of its own, all spawned at
+//! once: the naive job calls the plain client, the limited job the client
+//! under `limit`'s attributes. The batch job calls the same attributed
+//! client through `limit_runtime::batch::job`, as batch work, over the
+//! customers interleaved by group. Beside every run an online probe (a user
+//! lookup every 50 ms, as a person using the site would make) measures its
+//! own latency.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,6 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use limit_runtime::batch;
 use tokio::task::JoinSet;
 
 use super::client::{self, Api, ApiError, Counts};
@@ -21,13 +27,24 @@ pub enum Mode {
     Naive,
     /// `#[limited]`, `#[retry]` and `#[coalesce]` on the client calls.
     Limited,
+    /// The limited client through `batch::job` as batch work, over the
+    /// customers interleaved by group: online calls go first.
+    Batch,
 }
+
+/// Customers in progress at once in the batch job (enough to keep both
+/// services at their limits; memory stays that of 256 customers).
+pub const BATCH_IN_PROGRESS: usize = 256;
+
+/// Time between two online probes.
+pub const PROBE_EVERY: Duration = Duration::from_millis(50);
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::Naive => "naive",
             Mode::Limited => "limited",
+            Mode::Batch => "batch",
         })
     }
 }
@@ -65,6 +82,55 @@ pub struct Report {
     /// What each service saw during the run.
     pub users: ServiceStats,
     pub addresses: ServiceStats,
+    /// Latencies of the online probe during the run, sorted.
+    pub online: Vec<Duration>,
+}
+
+/// The `p` quantile (0 to 1) of sorted latencies.
+pub fn quantile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[((last as f64) * p).round() as usize])
+}
+
+/// The online probe: a user lookup every 50 ms until `stop` is set, through
+/// the same client as the job (plain for the naive job, attributed
+/// otherwise), as online work. Returns the latencies, sorted.
+async fn probe(
+    api: Arc<Api>,
+    mode: Mode,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Duration> {
+    use std::sync::atomic::Ordering;
+    let mut latencies = Vec::new();
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let id = 10_000 + n * 7919 % 1000;
+        n += 1;
+        let start = Instant::now();
+        let _ = match mode {
+            Mode::Naive => api.get_user(id).await,
+            Mode::Limited | Mode::Batch => client::fetch_user(&api, id).await,
+        };
+        latencies.push(start.elapsed());
+    }
+    latencies.sort();
+    latencies
+}
+
+/// The online probe's latencies with no job running: one second of it.
+pub async fn probe_unloaded(seed: u64) -> io::Result<Vec<Duration>> {
+    let services = Services::start(seed).await?;
+    let api = Arc::new(Api::for_services(&services).map_err(io::Error::other)?);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probing = tokio::spawn(probe(api.clone(), Mode::Limited, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let latencies = probing.await.map_err(io::Error::other)?;
+    drop(api);
+    services.stop();
+    Ok(latencies)
 }
 
 /// Runs the job in `mode` over `customers`, against services started for
@@ -79,22 +145,14 @@ pub async fn run(
     let services = Services::start(seed).await?;
     let api = Arc::new(Api::for_services(&services).map_err(io::Error::other)?);
     let before = Counts::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probing = tokio::spawn(probe(api.clone(), mode, stop.clone()));
     let start = Instant::now();
-    let mut tasks = JoinSet::new();
-    for &customer in customers {
-        let api = api.clone();
-        tasks.spawn(async move {
-            match mode {
-                Mode::Naive => label_naive(&api, customer).await,
-                Mode::Limited => label_limited(&api, customer).await,
-            }
-        });
-    }
     let (mut done, mut failed) = (0, 0);
     let mut failures = BTreeMap::new();
     let mut example_failure = None;
-    while let Some(joined) = tasks.join_next().await {
-        let ok = match joined.map_err(io::Error::other)? {
+    let mut record = |outcome: Result<Label, ApiError>| {
+        let ok = match outcome {
             Ok(_label) => {
                 done += 1;
                 true
@@ -107,8 +165,54 @@ pub async fn run(
             }
         };
         progress(ok);
+    };
+    if mode == Mode::Batch {
+        // Clustered groups spread evenly over the run, at most
+        // BATCH_IN_PROGRESS customers in progress, every call batch work.
+        let order = batch::interleave_by(customers.iter().copied(), |c| c.group);
+        let (api, record) = (api.clone(), std::sync::Mutex::new(&mut record));
+        let report = batch::job(BATCH_IN_PROGRESS)
+            .run(order, |customer| {
+                let api = api.clone();
+                let record = &record;
+                async move {
+                    let outcome = label_limited(&api, customer).await;
+                    let ok = outcome.is_ok();
+                    (record
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
+                        outcome
+                    );
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(())
+                    }
+                }
+            })
+            .await;
+        debug_assert_eq!(
+            report.succeeded() as usize + report.failures().len(),
+            customers.len()
+        );
+    } else {
+        let mut tasks = JoinSet::new();
+        for &customer in customers {
+            let api = api.clone();
+            tasks.spawn(async move {
+                match mode {
+                    Mode::Naive => label_naive(&api, customer).await,
+                    _ => label_limited(&api, customer).await,
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            record(joined.map_err(io::Error::other)?);
+        }
     }
     let wall = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let online = probing.await.map_err(io::Error::other)?;
     let client = Counts::now().since(before);
     let (peak_to_users, peak_to_addresses) = (api.peak_to_users(), api.peak_to_addresses());
     drop(api); // closes the pooled connections
@@ -125,6 +229,7 @@ pub async fn run(
         peak_to_addresses,
         users: services.users.stats(),
         addresses: services.addresses.stats(),
+        online,
     };
     services.stop();
     Ok(report)

@@ -96,6 +96,65 @@ async fn the_limited_job_stays_within_limits_recovers_everything_and_shares_grou
         limited.client.group_shared > ITEMS as u64 / 2,
         "{limited:#?}"
     );
+    assert!(
+        !limited.online.is_empty(),
+        "the online probe ran beside the job"
+    );
+
+    // The same job as batch work through the driver, groups interleaved.
+    let waited_batch_before = limit_runtime::limiter("users")
+        .unwrap()
+        .stats()
+        .waited_batch;
+    let batch = job::run(Mode::Batch, &customers, SEED, |_| {})
+        .await
+        .expect("the services start");
+    assert_eq!(batch.failed, 0, "first: {:?}", batch.example_failure);
+    assert_eq!(batch.done, ITEMS);
+    assert!(batch.users.peak_in_flight <= USERS_MAX, "{batch:#?}");
+    assert!(
+        batch.addresses.peak_in_flight <= ADDRESSES_MAX,
+        "{batch:#?}"
+    );
+    assert_eq!(batch.users.shed + batch.addresses.shed, 0, "{batch:#?}");
+    assert!(
+        !batch.online.is_empty(),
+        "the online probe ran beside the job"
+    );
+    let users = limit_runtime::limiter("users").unwrap().stats();
+    assert!(
+        users.waited_batch > waited_batch_before,
+        "the job's calls queued as batch work: {users:?}"
+    );
+    assert_eq!((users.active, users.waiting, users.batch_active), (0, 0, 0));
+}
+
+#[test]
+fn the_input_has_one_large_clustered_group_that_interleaving_spreads() {
+    let customers = demo::data::customers(3000, 1);
+    let mut sizes = std::collections::HashMap::new();
+    for c in &customers {
+        *sizes.entry(c.group).or_insert(0usize) += 1;
+    }
+    let (&big, &size) = sizes.iter().max_by_key(|(_, n)| **n).unwrap();
+    let average = customers.len() / sizes.len();
+    assert!(size >= 5 * average, "{size} vs {average}");
+    let at: Vec<usize> = (0..customers.len())
+        .filter(|&i| customers[i].group == big)
+        .collect();
+    assert_eq!(
+        at.last().unwrap() - at[0] + 1,
+        size,
+        "clustered in one block"
+    );
+    let order = limit_runtime::batch::interleave_by(customers.iter().copied(), |c| c.group);
+    let at: Vec<usize> = (0..order.len())
+        .filter(|&i| order[i].group == big)
+        .collect();
+    assert!(
+        at[0] < 20 && *at.last().unwrap() > order.len() - 20,
+        "spread over the whole run"
+    );
 }
 
 #[test]
@@ -116,7 +175,10 @@ fn the_command_line_rejects_bad_input_with_a_message() {
         (&["--items", "0"], "--items takes a number from 1 to 50000"),
         (&["--items", "lots"], "--items takes a number"),
         (&["--seed", "-1"], "--seed takes a non-negative integer"),
-        (&["--only", "fast"], "--only takes `limited` or `naive`"),
+        (
+            &["--only", "fast"],
+            "--only takes `naive`, `limited` or `batch`",
+        ),
         (&["--verbose"], "unknown argument \"--verbose\""),
     ] {
         let err = parse(bad).expect_err(&format!("{bad:?} is rejected"));
