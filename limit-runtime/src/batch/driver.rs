@@ -1,10 +1,12 @@
 //! The job driver: an async function over many items, as batch work.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 use tokio::time::Instant;
 
 /// A batch job over many items, from [`job`]: at most `concurrency` items
@@ -80,18 +82,48 @@ impl<'a> Job<'a> {
     /// Runs `f` over every item as batch work (see [`scope`](super::scope))
     /// and reports how it went. `f` receives a clone of the item; the
     /// original is kept for the report if the call fails.
-    pub async fn run<I, T, F, Fut, R, E>(mut self, items: I, mut f: F) -> Report<T, E>
+    pub async fn run<I, T, F, Fut, R, E>(mut self, items: I, f: F) -> Report<T, E>
     where
         I: IntoIterator<Item = T>,
         T: Clone,
         F: FnMut(T) -> Fut,
         Fut: Future<Output = Result<R, E>>,
     {
-        let mut items = items.into_iter();
-        let total = self.total.or_else(|| match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => u64::try_from(lo).ok(),
-            _ => None,
-        });
+        let items = items.into_iter();
+        if self.total.is_none() {
+            if let (lo, Some(hi)) = items.size_hint() {
+                if lo == hi {
+                    self.total = u64::try_from(lo).ok();
+                }
+            }
+        }
+        self.run_stream(stream::iter(items), f).await
+    }
+
+    /// [`run`](Job::run) over a stream of items (a paginated listing, a
+    /// file read line by line): the stream is polled only while fewer than
+    /// `concurrency` items are in progress, and waiting for it never holds
+    /// up the items in progress.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use futures_util::{stream, StreamExt};
+    /// use limit_runtime::batch;
+    ///
+    /// let pages = stream::iter(0..3u32).flat_map(|page| stream::iter(page * 10..page * 10 + 10));
+    /// let report = batch::job(8).run_stream(pages, |id| async move { Ok::<_, ()>(id) }).await;
+    /// assert_eq!(report.succeeded(), 30);
+    /// # }
+    /// ```
+    pub async fn run_stream<S, T, F, Fut, R, E>(mut self, items: S, mut f: F) -> Report<T, E>
+    where
+        S: Stream<Item = T>,
+        T: Clone,
+        F: FnMut(T) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let mut items = pin!(items);
+        let total = self.total;
         let started = Instant::now();
         let mut report = Report {
             succeeded: 0,
@@ -100,18 +132,24 @@ impl<'a> Job<'a> {
         };
         let mut running = FuturesUnordered::new();
         let mut exhausted = false;
-        loop {
+        poll_fn(|cx| loop {
+            // Start items while there is room and the stream has them.
             while !exhausted && running.len() < self.concurrency {
-                match items.next() {
-                    Some(item) => {
-                        let call = super::scope(f(item.clone()));
+                match items.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(item)) => {
+                        let call = super::scope(f(Clone::clone(&item)));
                         running.push(async move { (item, call.await) });
                     }
-                    None => exhausted = true,
+                    Poll::Ready(None) => exhausted = true,
+                    Poll::Pending => break,
                 }
             }
-            let Some((item, outcome)) = running.next().await else {
-                break;
+            let (item, outcome) = match running.poll_next_unpin(cx) {
+                Poll::Ready(Some(finished)) => finished,
+                Poll::Ready(None) if exhausted => return Poll::Ready(()),
+                // Nothing in progress: waiting for the stream (its waker is
+                // registered above).
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             };
             match outcome {
                 Ok(_) => report.succeeded += 1,
@@ -126,7 +164,8 @@ impl<'a> Job<'a> {
                     elapsed: started.elapsed(),
                 });
             }
-        }
+        })
+        .await;
         report.elapsed = started.elapsed();
         report
     }
@@ -316,6 +355,27 @@ mod tests {
         // When an item starts, at most `concurrency` more were pulled.
         assert!(seen_max.load(Ordering::SeqCst) <= 50);
         assert_eq!(pulled.load(Ordering::SeqCst), 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_stream_never_holds_up_items_in_progress() {
+        // Items arrive every 100 ms; each takes 250 ms: with 4 in progress,
+        // they overlap, and the job ends 250 ms after the last arrives.
+        let items = futures_util::stream::unfold(0u32, |i| async move {
+            if i == 10 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((i, i + 1))
+        });
+        let report = job(4)
+            .run_stream(items, |_| async {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok::<_, ()>(())
+            })
+            .await;
+        assert_eq!(report.succeeded(), 10);
+        assert_eq!(report.elapsed(), Duration::from_millis(1250));
     }
 
     #[tokio::test(start_paused = true)]
