@@ -16,3 +16,13 @@ fn retry() {
 fn coalesce() {
     trybuild::TestCases::new().compile_fail("tests/ui/coalesce/*.rs");
 }
+
+#[test]
+fn timeout() {
+    trybuild::TestCases::new().compile_fail("tests/ui/timeout/*.rs");
+}
+
+#[test]
+fn circuit_breaker() {
+    trybuild::TestCases::new().compile_fail("tests/ui/circuit_breaker/*.rs");
+}

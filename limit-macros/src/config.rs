@@ -17,6 +17,24 @@ pub struct Config {
     pub limited: Option<Limited>,
     pub retry: Option<Retry>,
     pub coalesce: Option<Coalesce>,
+    pub timeout: Option<Timeout>,
+    pub breaker: Option<Breaker>,
+}
+
+pub struct Timeout {
+    pub attempt: Option<Dur>,
+    pub total: Option<Dur>,
+}
+
+#[derive(Default)]
+pub struct Breaker {
+    pub name: Option<LitStr>,
+    pub failure_rate: Option<f64>,
+    pub min_calls: Option<Expr>,
+    pub window: Option<Dur>,
+    pub open_for: Option<Dur>,
+    pub half_open: Option<Expr>,
+    pub failure: Option<Expr>,
 }
 
 pub struct Limited {
@@ -94,6 +112,17 @@ const RETRY_KEYS: &[&str] = &[
     "crate",
 ];
 const COALESCE_KEYS: &[&str] = &["key", "crate"];
+const TIMEOUT_KEYS: &[&str] = &["attempt", "total", "crate"];
+const BREAKER_KEYS: &[&str] = &[
+    "name",
+    "failure_rate",
+    "min_calls",
+    "window",
+    "open_for",
+    "half_open",
+    "failure",
+    "crate",
+];
 
 pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
     let mut krate: Option<(Path, String)> = None;
@@ -103,6 +132,8 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
         limited: None,
         retry: None,
         coalesce: None,
+        timeout: None,
+        breaker: None,
     };
     for attr in attrs {
         config.absorbed.extend(attr.path);
@@ -135,6 +166,8 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
             Kind::Limited => config.limited = limited(attr.span, rest, errors),
             Kind::Retry => config.retry = Some(retry(rest, errors)),
             Kind::Coalesce => config.coalesce = Some(coalesce(rest, errors)),
+            Kind::Timeout => config.timeout = timeout(attr.span, rest, errors),
+            Kind::CircuitBreaker => config.breaker = Some(breaker(rest, errors)),
         }
     }
     if let Some((path, _)) = krate {
@@ -586,6 +619,110 @@ fn coalesce(opts: Vec<Opt>, errors: &mut Errors) -> Coalesce {
     Coalesce {
         key: key_slot.get(),
     }
+}
+
+/// A duration that must be longer than zero.
+fn positive_duration(e: &Expr, key: &Ident, errors: &mut Errors) -> Option<Dur> {
+    let d = duration_opt(e, key, errors)?;
+    if d.0 == 0 {
+        errors.spanned(
+            e,
+            format_args!("`{key}` must be longer than zero, e.g. `{key} = \"2s\"`"),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn timeout(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Timeout> {
+    let mut attempt = Slot::default();
+    let mut total = Slot::default();
+    for opt in &opts {
+        let key = &opt.key;
+        match key.to_string().as_str() {
+            "attempt" => attempt.set_with(key, errors, |errors| {
+                positive_duration(value(opt, errors)?, key, errors)
+            }),
+            "total" => total.set_with(key, errors, |errors| {
+                positive_duration(value(opt, errors)?, key, errors)
+            }),
+            _ => unknown(Kind::Timeout, key, TIMEOUT_KEYS, errors),
+        }
+    }
+    if opts.is_empty() {
+        errors.at(
+            span,
+            "#[timeout] needs a duration: write #[timeout(\"2s\")] for each attempt, or #[timeout(attempt = \"2s\", total = \"10s\")]",
+        );
+    }
+    let (attempt, total) = (attempt.get(), total.get());
+    if attempt.is_none() && total.is_none() {
+        return None;
+    }
+    Some(Timeout { attempt, total })
+}
+
+fn breaker(opts: Vec<Opt>, errors: &mut Errors) -> Breaker {
+    let mut b = Breaker::default();
+    let mut name = Slot::default();
+    let mut failure_rate = Slot::default();
+    let mut min_calls = Slot::default();
+    let mut window = Slot::default();
+    let mut open_for = Slot::default();
+    let mut half_open = Slot::default();
+    let mut failure = Slot::default();
+    for opt in &opts {
+        let key = &opt.key;
+        match key.to_string().as_str() {
+            "name" => name.set_with(key, errors, |errors| {
+                let s = string(value(opt, errors)?, key, "\"billing\"", errors)?;
+                if s.value().is_empty() {
+                    errors.spanned(&s, "`name` must not be empty; leave it out for a breaker of this function's own");
+                    return None;
+                }
+                Some(s)
+            }),
+            "failure_rate" => failure_rate.set_with(key, errors, |errors| {
+                let e = value(opt, errors)?;
+                let v = match lit(e) {
+                    Some(Lit::Float(f)) => f.base10_parse::<f64>().ok(),
+                    Some(Lit::Int(i)) => i.base10_parse::<f64>().ok(),
+                    _ => None,
+                };
+                match v {
+                    Some(v) if v > 0.0 && v <= 1.0 => Some(v),
+                    _ => {
+                        errors.spanned(e, "`failure_rate` is a share of calls in (0, 1], e.g. `failure_rate = 0.5`");
+                        None
+                    }
+                }
+            }),
+            "min_calls" => min_calls.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "u32", errors)
+            }),
+            "half_open" => half_open.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "u32", errors)
+            }),
+            "window" => window.set_with(key, errors, |errors| {
+                positive_duration(value(opt, errors)?, key, errors)
+            }),
+            "open_for" => open_for.set_with(key, errors, |errors| {
+                positive_duration(value(opt, errors)?, key, errors)
+            }),
+            "failure" => failure.set_with(key, errors, |errors| {
+                not_literal(value(opt, errors)?, key, "a function or closure `fn(&E) -> bool`", errors).cloned()
+            }),
+            _ => unknown(Kind::CircuitBreaker, key, BREAKER_KEYS, errors),
+        }
+    }
+    b.name = name.get();
+    b.failure_rate = failure_rate.get();
+    b.min_calls = min_calls.get();
+    b.window = window.get();
+    b.open_for = open_for.get();
+    b.half_open = half_open.get();
+    b.failure = failure.get();
+    b
 }
 
 #[cfg(test)]

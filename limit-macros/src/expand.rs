@@ -32,7 +32,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 
-use crate::config::{Coalesce, Config, Limited, Retry};
+use crate::config::{Breaker, Coalesce, Config, Limited, Retry, Timeout};
 
 pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let k = &config.krate;
@@ -44,10 +44,21 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         statics.extend(limited_static(k, l, &fn_name));
     }
 
-    // Without retry or coalesce, the body runs inline after the permit is
-    // taken: the function's own future holds the body, with no wrapper
-    // future (and no second copy of the body's state) around it.
-    if config.retry.is_none() && config.coalesce.is_none() {
+    let timeout = config.timeout.as_ref();
+    let breaker = config.breaker.as_ref();
+    if let Some(t) = timeout {
+        statics.extend(timeout_static(k, t, &fn_name));
+    }
+    if let Some(b) = breaker {
+        statics.extend(breaker_static(k, b, &fn_name));
+    }
+
+    // Without retry, coalesce, timeout or breaker, the body runs inline
+    // after the permit is taken: the function's own future holds the body,
+    // with no wrapper future (and no second copy of the body's state)
+    // around it.
+    if config.retry.is_none() && config.coalesce.is_none() && timeout.is_none() && breaker.is_none()
+    {
         let body = match &config.limited {
             Some(l) => {
                 let take = permit_step(k, l, &permit, &f.sig.output, &quote!(return));
@@ -65,26 +76,62 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         return finish(config, f, statics, body);
     }
 
-    // limited: innermost, around one attempt of the body. With retry, the
-    // attempt borrows the arguments (its owned ones are fresh clones); with
-    // coalesce alone, it owns them, as the original body did.
+    // One attempt: breaker -> limited -> timeout(attempt) -> body. With
+    // retry, the attempt borrows the arguments (its owned ones are fresh
+    // clones); otherwise it owns them, as the original body did.
     let move_kw = config.retry.is_none().then(|| quote!(move));
     let guarded = guarded_body(&f);
-    let mut attempt = quote!(async #move_kw #guarded.await);
-    if let Some(l) = &config.limited {
-        // A refusal ends the call at once: out of the retry loop (never
-        // retried), or out of the call's async block.
-        let exit = if config.retry.is_some() {
-            quote!(break)
-        } else {
-            quote!(return)
-        };
-        let take = permit_step(k, l, &permit, &f.sig.output, &exit);
-        attempt = quote!({
+    // A refusal ends the call at once: out of the retry loop (never
+    // retried), or out of the call's async block.
+    let exit = if config.retry.is_some() {
+        quote!(break)
+    } else {
+        quote!(return)
+    };
+    let ret_span = match &f.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let body_fut = quote!(async #move_kw #guarded);
+    let mut attempt = match timeout.and_then(|t| t.attempt) {
+        // An attempt that times out is an ordinary failure of the attempt:
+        // its error goes through `when`, and the breaker counts it.
+        Some(_) => {
+            let refused = respan(
+                quote!(#k::__private::TimeoutResult::refused(__limit_err)),
+                ret_span,
+            );
+            quote!(match __TIMEOUT.run_attempt(#body_fut).await {
+                ::core::result::Result::Ok(__limit_done) => (__limit_done, false),
+                ::core::result::Result::Err(__limit_err) => (#refused, true),
+            })
+        }
+        None => quote!((#body_fut.await, false)),
+    };
+    let take = match &config.limited {
+        Some(l) => permit_step(k, l, &permit, &f.sig.output, &exit),
+        None => TokenStream::new(),
+    };
+    let (admit, record) = match breaker {
+        Some(b) => breaker_step(k, b, &exit, ret_span),
+        None => (TokenStream::new(), TokenStream::new()),
+    };
+    attempt = if timeout.is_some_and(|t| t.attempt.is_some()) || breaker.is_some() {
+        quote!({
+            #admit
             #take
-            #attempt
-        });
-    }
+            let (__limit_outcome, __limit_timed_out) = #attempt;
+            #record
+            __limit_outcome
+        })
+    } else if take.is_empty() {
+        quote!(#body_fut.await)
+    } else {
+        quote!({
+            #take
+            #body_fut.await
+        })
+    };
 
     // retry: a loop of attempts, each with fresh clones of owned arguments.
     let mut body = match &config.retry {
@@ -95,6 +142,21 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         }
         None => attempt,
     };
+
+    // timeout(total): around the whole call, queueing, attempts and
+    // sleeps included.
+    if timeout.is_some_and(|t| t.total.is_some()) {
+        let refused = respan(
+            quote!(#k::__private::TimeoutResult::refused(__limit_err)),
+            ret_span,
+        );
+        body = quote!({
+            match __TIMEOUT.run_total(async #move_kw { #body }).await {
+                ::core::result::Result::Ok(__limit_done) => __limit_done,
+                ::core::result::Result::Err(__limit_err) => #refused,
+            }
+        });
+    }
 
     // coalesce: outermost, shares one whole (retried) call. The shared
     // future is pinned in place, so `run` holds a reference, not a copy.
@@ -230,6 +292,86 @@ fn permit_step(
             ::core::result::Result::Err(__limit_err) => #exit #converted,
         };
     }
+}
+
+fn timeout_static(k: &syn::Path, t: &Timeout, fn_name: &str) -> TokenStream {
+    let label = fn_path(fn_name);
+    let mut calls = TokenStream::new();
+    if let Some(d) = t.attempt {
+        let d = d.to_tokens();
+        calls.extend(quote!(.attempt(#d)));
+    }
+    if let Some(d) = t.total {
+        let d = d.to_tokens();
+        calls.extend(quote!(.total(#d)));
+    }
+    quote! {
+        static __TIMEOUT: #k::StaticTimeout = #k::StaticTimeout::new(#label)#calls;
+    }
+}
+
+fn breaker_static(k: &syn::Path, b: &Breaker, fn_name: &str) -> TokenStream {
+    let name = match &b.name {
+        Some(n) => n.to_token_stream(),
+        None => fn_path(fn_name),
+    };
+    let mut calls = TokenStream::new();
+    if let Some(r) = b.failure_rate {
+        let r = proc_macro2::Literal::f64_suffixed(r);
+        calls.extend(quote!(.failure_rate(#r)));
+    }
+    if let Some(n) = &b.min_calls {
+        calls.extend(quote!(.min_calls(#n)));
+    }
+    if let Some(d) = b.window {
+        let d = d.to_tokens();
+        calls.extend(quote!(.window(#d)));
+    }
+    if let Some(d) = b.open_for {
+        let d = d.to_tokens();
+        calls.extend(quote!(.open_for(#d)));
+    }
+    if let Some(n) = &b.half_open {
+        calls.extend(quote!(.half_open(#n)));
+    }
+    quote! {
+        static __BREAKER: #k::StaticBreaker =
+            #k::StaticBreaker::new(#name, #k::BreakerConfig::new()#calls);
+    }
+}
+
+/// The breaker around one attempt: `admit` before the permit (an open
+/// breaker takes no permit and joins no queue; its refusal leaves through
+/// `exit`), `record` after the body (a timed-out attempt always counts as
+/// a failure; a limiter refusal leaves before it, so it never counts).
+fn breaker_step(
+    k: &syn::Path,
+    b: &Breaker,
+    exit: &TokenStream,
+    ret_span: Span,
+) -> (TokenStream, TokenStream) {
+    let refused = respan(
+        quote!(#k::__private::BreakerResult::refused(__limit_err)),
+        ret_span,
+    );
+    let admit = quote! {
+        let __limit_trial = match __BREAKER.admit() {
+            ::core::result::Result::Ok(__limit_trial) => __limit_trial,
+            ::core::result::Result::Err(__limit_err) => #exit #refused,
+        };
+    };
+    let failure = b.failure.as_ref().map_or_else(
+        || quote!(#k::__private::every_error),
+        ToTokens::to_token_stream,
+    );
+    let failed = respan(
+        quote!(#k::__private::breaker_failed(&__limit_outcome, #failure)),
+        ret_span,
+    );
+    let record = quote! {
+        __limit_trial.finish(__limit_timed_out || #failed);
+    };
+    (admit, record)
 }
 
 /// `tokens`, every one of them spanned at `span`.

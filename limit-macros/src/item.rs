@@ -8,21 +8,72 @@ use syn::{Attribute, Item, ItemFn, Meta, TraitItemFn};
 
 use crate::args::{parse_opts, Errors, Opt};
 
+/// The options of one attribute. `#[timeout("2s")]` is `attempt = "2s"`.
+fn parse_args(kind: Kind, tokens: TokenStream) -> syn::Result<Vec<Opt>> {
+    if kind == Kind::Timeout {
+        let mut iter = tokens.clone().into_iter();
+        if let Some(first) = iter.next() {
+            if let proc_macro2::TokenTree::Literal(l) = &first {
+                if syn::parse2::<syn::LitStr>(first.clone().into()).is_err() {
+                    return Err(syn::Error::new(
+                        l.span(),
+                        "a duration is a string literal with a unit: write #[timeout(\"2s\")] or #[timeout(attempt = \"2s\", total = \"10s\")]",
+                    ));
+                }
+            }
+            if let Ok(lit) = syn::parse2::<syn::LitStr>(first.into()) {
+                let key = syn::Ident::new("attempt", lit.span());
+                let mut opts = vec![Opt {
+                    key,
+                    value: Some(syn::Expr::Lit(syn::ExprLit {
+                        attrs: Vec::new(),
+                        lit: syn::Lit::Str(lit),
+                    })),
+                }];
+                let rest: TokenStream = iter.collect();
+                let mut rest = rest.into_iter().peekable();
+                match rest.next() {
+                    None => {}
+                    Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == ',' => {
+                        opts.extend(parse_opts(rest.collect())?);
+                    }
+                    Some(other) => return Err(syn::Error::new(
+                        other.span(),
+                        "write #[timeout(\"2s\")] or #[timeout(attempt = \"2s\", total = \"10s\")]",
+                    )),
+                }
+                return Ok(opts);
+            }
+        }
+    }
+    parse_opts(tokens)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Limited,
     Retry,
     Coalesce,
+    Timeout,
+    CircuitBreaker,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Coalesce, Kind::Retry, Kind::Limited];
+    pub const ALL: [Kind; 5] = [
+        Kind::Coalesce,
+        Kind::Timeout,
+        Kind::Retry,
+        Kind::CircuitBreaker,
+        Kind::Limited,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Limited => "limited",
             Kind::Retry => "retry",
             Kind::Coalesce => "coalesce",
+            Kind::Timeout => "timeout",
+            Kind::CircuitBreaker => "circuit_breaker",
         }
     }
 
@@ -119,7 +170,7 @@ fn describe(item: &Item) -> Option<(Span, &'static str)> {
 /// expand builds the whole pipeline, whatever the written order.
 pub fn collect(kind: Kind, args: TokenStream, f: &mut ItemFn, errors: &mut Errors) -> Vec<Attr> {
     let mut attrs = Vec::new();
-    match parse_opts(args) {
+    match parse_args(kind, args) {
         Ok(opts) => attrs.push(Attr {
             kind,
             path: None,
@@ -162,7 +213,7 @@ pub fn collect(kind: Kind, args: TokenStream, f: &mut ItemFn, errors: &mut Error
                 continue;
             }
         };
-        match parse_opts(tokens) {
+        match parse_args(other, tokens) {
             Ok(opts) => attrs.push(Attr {
                 kind: other,
                 path: Some(attr.path().clone()),

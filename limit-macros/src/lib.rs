@@ -35,6 +35,18 @@ pub fn coalesce(args: TokenStream, item: TokenStream) -> TokenStream {
     entry(Kind::Coalesce, args.into(), item.into()).into()
 }
 
+/// See `limit_runtime::timeout`.
+#[proc_macro_attribute]
+pub fn timeout(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::Timeout, args.into(), item.into()).into()
+}
+
+/// See `limit_runtime::circuit_breaker`.
+#[proc_macro_attribute]
+pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::CircuitBreaker, args.into(), item.into()).into()
+}
+
 /// Parse, validate, expand. On any error the function is emitted unchanged
 /// (without the `limit` attributes) beside the errors, so one mistake does
 /// not cascade into others.
@@ -59,11 +71,22 @@ fn entry(
             "#[retry] needs a function returning `Result<T, E>`; this one returns `()`",
         );
     }
-    if let Some(option) = config.limited.as_ref().and_then(|l| l.refuses.as_ref()) {
-        if matches!(f.sig.output, syn::ReturnType::Default) {
+    let refusing = config
+        .limited
+        .as_ref()
+        .and_then(|l| l.refuses.as_ref().map(|o| format!("`{o}`")))
+        .or_else(|| config.timeout.as_ref().map(|_| "#[timeout]".to_owned()))
+        .or_else(|| {
+            config
+                .breaker
+                .as_ref()
+                .map(|_| "#[circuit_breaker]".to_owned())
+        });
+    if let Some(option) = refusing {
+        if config.retry.is_none() && matches!(f.sig.output, syn::ReturnType::Default) {
             errors.spanned(
                 &f.sig.ident,
-                format_args!("`{option}` can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; this one returns `()`"),
+                format_args!("{option} can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; this one returns `()`"),
             );
         }
     }

@@ -3,17 +3,21 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod breaker;
 pub mod coalesce;
 mod error;
 mod limiter;
 pub mod retry;
+mod timeout;
 
+pub use breaker::{breaker, breakers, Breaker, BreakerConfig, BreakerState, StaticBreaker};
 pub use error::{Error, ErrorKind};
 pub use limiter::{
     limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, Permit,
     StaticLimiter,
 };
 pub use limiter::{ParseRateError, Rate};
+pub use timeout::StaticTimeout;
 
 /// Limits how many calls run at once, across the whole process.
 ///
@@ -381,6 +385,130 @@ pub use limit_macros::retry;
 #[cfg(feature = "macros")]
 pub use limit_macros::coalesce;
 
+/// Bounds how long each attempt, and the whole call, may take.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// use limit_runtime::{timeout, ErrorKind};
+///
+/// #[timeout("2s")] // each attempt's body
+/// async fn get_user(id: u64) -> Result<u64, limit_runtime::Error> {
+///     tokio::time::sleep(Duration::from_secs(id)).await;
+///     Ok(id)
+/// }
+///
+/// #[timeout(attempt = "2s", total = "10s")] // and the whole call
+/// async fn get_order(id: u64) -> std::io::Result<u64> {
+///     Ok(id)
+/// }
+///
+/// assert_eq!(get_user(1).await.unwrap(), 1);
+/// let err = get_user(5).await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Timeout);
+/// assert!(err.to_string().ends_with("timed out after 2s (timeout attempt = \"2s\" at src/lib.rs:8)")
+///     || err.to_string().contains("timed out after 2s (timeout attempt = \"2s\" at "));
+/// assert_eq!(get_order(3).await.unwrap(), 3);
+/// # }
+/// ```
+///
+/// | option | meaning |
+/// |---|---|
+/// | `attempt` (or the bare duration) | The body of each attempt, once it holds its permit, is dropped if it runs longer; the attempt fails with [`ErrorKind::Timeout`]. Time spent waiting for a permit is bounded by `#[limited(wait = ...)]`, not by this. An attempt timeout is an ordinary failure: `#[retry]`'s `when` sees it, and a circuit breaker counts it. |
+/// | `total` | The whole call, queueing, retries and sleeps included; past it the call is dropped wherever it is and returns [`ErrorKind::Timeout`]. |
+/// | `crate` | Where the runtime is, if renamed. |
+///
+/// The function must return `Result<T, E>` with `E: From<limit_runtime::Error>`.
+/// With the other attributes the order is always
+/// `coalesce → timeout(total) → retry → circuit_breaker → limited → timeout(attempt) → body`.
+///
+/// The same code without the macro, with [`StaticTimeout`]:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use std::time::Duration;
+/// use limit_runtime::StaticTimeout;
+///
+/// async fn get_user(id: u64) -> Result<u64, limit_runtime::Error> {
+///     static __TIMEOUT: StaticTimeout =
+///         StaticTimeout::new("app::get_user").attempt(Duration::from_secs(2));
+///     __TIMEOUT.run_attempt(async move { Ok(id) }).await?
+/// }
+/// # assert_eq!(get_user(3).await.unwrap(), 3);
+/// # }
+/// ```
+#[cfg(feature = "macros")]
+pub use limit_macros::timeout;
+
+/// Stops calling a failing service: while open, calls fail at once.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::{circuit_breaker, BreakerState, ErrorKind};
+///
+/// #[derive(Debug)]
+/// enum BillingError {
+///     Declined,
+///     Down,
+///     Limit(limit_runtime::Error),
+/// }
+///
+/// impl From<limit_runtime::Error> for BillingError {
+///     fn from(e: limit_runtime::Error) -> Self {
+///         BillingError::Limit(e)
+///     }
+/// }
+///
+/// impl BillingError {
+///     fn is_failure(&self) -> bool {
+///         !matches!(self, BillingError::Declined) // a declined card is not an outage
+///     }
+/// }
+///
+/// #[circuit_breaker(name = "doc-billing-attr", min_calls = 4, failure_rate = 0.5,
+///                   window = "30s", open_for = "10s", half_open = 1,
+///                   failure = BillingError::is_failure)]
+/// async fn charge(up: bool) -> Result<u32, BillingError> {
+///     if up { Ok(1) } else { Err(BillingError::Down) }
+/// }
+///
+/// for _ in 0..4 {
+///     assert!(charge(false).await.is_err());
+/// }
+/// let breaker = limit_runtime::breaker("doc-billing-attr").unwrap();
+/// assert_eq!(breaker.state(), BreakerState::Open);
+/// match charge(true).await {
+///     Err(BillingError::Limit(e)) => assert_eq!(e.kind(), ErrorKind::CircuitOpen),
+///     other => panic!("{other:?}"),
+/// }
+/// tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+/// assert_eq!(charge(true).await.unwrap(), 1); // the trial call succeeds
+/// assert_eq!(breaker.state(), BreakerState::Closed);
+/// # let _ = BillingError::Declined;
+/// # }
+/// ```
+///
+/// | option | default | per | meaning |
+/// |---|---|---|---|
+/// | `name` | the function's label | — | Functions sharing a name share one breaker. |
+/// | `failure_rate` | `0.5` | name | Open when, over the last `window`, at least `min_calls` calls finished and at least this share failed. In (0, 1]. |
+/// | `min_calls` | `20` | name | |
+/// | `window` | `"30s"` | name | A sliding time window (ten buckets). |
+/// | `open_for` | `"10s"` | name | How long an open breaker refuses calls before it lets trial calls through. |
+/// | `half_open` | `3` | name | Exactly this many trial calls run; the rest are refused. All succeed: closed. One fails: open again. |
+/// | `failure` | every `Err` | function | Which errors count as failures (`fn(&E) -> bool`). Attempt timeouts always count; refusals by a limiter never do. |
+/// | `crate` | | — | Where the runtime is, if renamed. |
+///
+/// While open, a call fails at once with [`ErrorKind::CircuitOpen`] (its
+/// message says when the breaker tries again): it takes no permit, joins no
+/// queue, its body does not run, and `#[retry]` does not retry it. Under
+/// `#[retry]`, every attempt is a call for the breaker. The function must
+/// return `Result<T, E>` with `E: From<limit_runtime::Error>`. By hand:
+/// [`Breaker`], [`breaker()`], [`breakers()`], [`Breaker::force_open`],
+/// [`Breaker::reset`], [`Breaker::stats`].
+#[cfg(feature = "macros")]
+pub use limit_macros::circuit_breaker;
+
 /// Items the attribute macros expand to. Not a stable API: use the public
 /// items of this crate when writing the same code by hand.
 #[doc(hidden)]
@@ -495,6 +623,21 @@ pub mod __private {
         BackendResult:
             "a shared backend can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of a shared backend";
+    }
+
+    /// The default `failure` of `#[circuit_breaker]`: every error counts.
+    #[inline]
+    pub fn every_error<E: ?Sized>(_: &E) -> bool {
+        true
+    }
+
+    /// Whether an attempt's outcome is a failure for the breaker.
+    #[inline]
+    pub fn breaker_failed<T, E>(outcome: &Result<T, E>, failure: impl FnOnce(&E) -> bool) -> bool {
+        match outcome {
+            Ok(_) => false,
+            Err(e) => failure(e),
+        }
     }
 
     #[cfg(feature = "backoff")]

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use limit_runtime::{coalesce, limited, retry};
+use limit_runtime::{circuit_breaker, coalesce, limited, retry, timeout};
 
 /// The crate's error.
 #[derive(Debug, Clone)]
@@ -101,6 +101,54 @@ pub async fn wait_one_line(x: u64) -> Result<u64, E> {
 #[limited(name = "lints-queue", max = 2, queue = 0)]
 pub async fn coalesce_queue(x: u64) -> Result<u64, E> {
     Ok(x)
+}
+
+/// A timeout, one line.
+///
+/// # Errors
+///
+/// When it times out.
+#[timeout("1s")]
+pub async fn timeout_one_line(x: u64) -> Result<u64, E> {
+    Ok(x)
+}
+
+/// A breaker, one line.
+///
+/// # Errors
+///
+/// When the breaker is open.
+#[circuit_breaker]
+pub async fn breaker_one_line(x: u64) -> Result<u64, E> {
+    Ok(x)
+}
+
+/// Every attribute at once, one line.
+///
+/// # Errors
+///
+/// When a guard refuses.
+#[coalesce]
+#[timeout(attempt = "1s", total = "5s")]
+#[retry(attempts = 2)]
+#[circuit_breaker(name = "lints-all-six", min_calls = 5)]
+#[limited(name = "lints-all-six", max = 2, wait = "1s")]
+pub async fn all_six(x: u64) -> Result<u64, E> {
+    Ok(x)
+}
+
+/// Timeout and breaker on a method.
+impl Client {
+    /// `&self` with timeout and breaker.
+    ///
+    /// # Errors
+    ///
+    /// When a guard refuses.
+    #[timeout("1s")]
+    #[circuit_breaker]
+    pub async fn guarded(&self, x: u64) -> Result<u64, E> {
+        Ok(self.n + x)
+    }
 }
 
 /// A longer body with `?` and an early return.
@@ -235,6 +283,10 @@ mod tests {
         assert_eq!(wait_one_line(6).await.unwrap(), 6);
         assert_eq!(coalesce_queue(7).await.unwrap(), 7);
         assert_eq!(longer(8).await.unwrap(), 5);
+        assert_eq!(timeout_one_line(1).await.unwrap(), 1);
+        assert_eq!(breaker_one_line(2).await.unwrap(), 2);
+        assert_eq!(all_six(3).await.unwrap(), 3);
+        assert_eq!(Client::default().guarded(4).await.unwrap(), 4);
         assert!(longer(9).await.is_err());
         assert_eq!(format!("{:?}", impl_trait(10).await), "10");
         assert_eq!(generic(11u64).await.unwrap(), 11);

@@ -1,0 +1,80 @@
+use limit_runtime::{circuit_breaker, coalesce, limited, retry, timeout};
+#[derive(Clone, Debug)]
+pub struct ApiError;
+impl From<limit_runtime::Error> for ApiError {
+    fn from(_: limit_runtime::Error) -> Self {
+        ApiError
+    }
+}
+impl ApiError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+}
+pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
+    #[allow(unused_imports)]
+    use timeout as _;
+    #[allow(unused_imports)]
+    use coalesce as _;
+    #[allow(unused_imports)]
+    use circuit_breaker as _;
+    #[allow(unused_imports)]
+    use retry as _;
+    static __LIMITED: ::limit_runtime::StaticLimiter = ::limit_runtime::StaticLimiter::new(
+            "users",
+            20,
+        )
+        .wait(::core::time::Duration::from_millis(200u64));
+    static __TIMEOUT: ::limit_runtime::StaticTimeout = ::limit_runtime::StaticTimeout::new(
+            ::core::concat!(::core::module_path!(), "::get_user"),
+        )
+        .attempt(::core::time::Duration::from_secs(2u64))
+        .total(::core::time::Duration::from_secs(10u64));
+    static __BREAKER: ::limit_runtime::StaticBreaker = ::limit_runtime::StaticBreaker::new(
+        "users",
+        ::limit_runtime::BreakerConfig::new().min_calls(10),
+    );
+    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
+        ::core::concat!(::core::module_path!(), "::get_user"),
+        ::limit_runtime::retry::RetryPolicy::new().attempts(3),
+    );
+    static __COALESCE: ::limit_runtime::coalesce::StaticGroup = ::limit_runtime::coalesce::StaticGroup::named(
+        ::core::concat!(::core::module_path!(), "::get_user"),
+    );
+    {
+        let __limit_key = (::limit_runtime::__private::key_part(&id),);
+        let __limit_call = ::core::pin::pin!(
+            async { { match __TIMEOUT.run_total(async { { let mut __limit_retry = __RETRY
+            .begin(); loop { let __limit_outcome = { let id =
+            ::limit_runtime::__private::clone_arg(& id); { let __limit_trial = match
+            __BREAKER.admit() { ::core::result::Result::Ok(__limit_trial) =>
+            __limit_trial, ::core::result::Result::Err(__limit_err) => break
+            ::limit_runtime::__private::BreakerResult::refused(__limit_err), }; let
+            __limit_permit = match __LIMITED.acquire_declared(). await {
+            ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+            ::core::result::Result::Err(__limit_err) => break
+            ::limit_runtime::__private::WaitResult::refused(__limit_err), }; let
+            (__limit_outcome, __limit_timed_out) = match __TIMEOUT.run_attempt(async {
+            #[allow(unreachable_code, clippy::diverging_sub_expression,
+            clippy::empty_loop, clippy::needless_return)] if false { let __limit_return :
+            Result < std::sync::Arc < String >, ApiError > = loop {}; return
+            __limit_return; } Ok(std::sync::Arc::new(id.to_string())) }). await {
+            ::core::result::Result::Ok(__limit_done) => (__limit_done, false),
+            ::core::result::Result::Err(__limit_err) =>
+            (::limit_runtime::__private::TimeoutResult::refused(__limit_err), true), };
+            __limit_trial.finish(__limit_timed_out ||
+            ::limit_runtime::__private::breaker_failed(& __limit_outcome,
+            ::limit_runtime::__private::every_error)); __limit_outcome } }; match
+            __limit_retry.check(__limit_outcome, ApiError::is_transient,
+            ::limit_runtime::retry::no_hint, ::limit_runtime::retry::no_hook) {
+            ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
+            ::limit_runtime::retry::Step::Retry(__limit_delay) =>
+            ::limit_runtime::retry::sleep(__limit_delay). await, } } } }). await {
+            ::core::result::Result::Ok(__limit_done) => __limit_done,
+            ::core::result::Result::Err(__limit_err) =>
+            ::limit_runtime::__private::TimeoutResult::refused(__limit_err), } } }
+        );
+        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await
+    }
+}
+fn main() {}
