@@ -101,9 +101,12 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
                 quote!(#k::__private::TimeoutResult::refused(__limit_err)),
                 ret_span,
             );
-            quote!(match __TIMEOUT.run_attempt(#body_fut).await {
+            quote!(match __TIMEOUT.attempt_future(#body_fut).await {
                 ::core::result::Result::Ok(__limit_done) => (__limit_done, false),
-                ::core::result::Result::Err(__limit_err) => (#refused, true),
+                ::core::result::Result::Err(_) => {
+                    let __limit_err = __TIMEOUT.attempt_error();
+                    (#refused, true)
+                }
             })
         }
         None => quote!((#body_fut.await, false)),
@@ -151,9 +154,12 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
             ret_span,
         );
         body = quote!({
-            match __TIMEOUT.run_total(async #move_kw { #body }).await {
+            match __TIMEOUT.total_future(async #move_kw { #body }).await {
                 ::core::result::Result::Ok(__limit_done) => __limit_done,
-                ::core::result::Result::Err(__limit_err) => #refused,
+                ::core::result::Result::Err(_) => {
+                    let __limit_err = __TIMEOUT.total_error();
+                    #refused
+                }
             }
         });
     }

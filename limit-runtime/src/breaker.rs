@@ -129,14 +129,6 @@ impl BreakerConfig {
 /// Buckets of the sliding window.
 const BUCKETS: usize = 10;
 
-#[derive(Clone, Copy, Default)]
-struct Bucket {
-    /// Which bucket-length slot of time this bucket counts.
-    slot: u64,
-    calls: u32,
-    failures: u32,
-}
-
 struct Machine {
     state: BreakerState,
     /// Set by `force_open`: open until `reset`.
@@ -148,7 +140,6 @@ struct Machine {
     /// Half-open: trials started, and trials that succeeded.
     trials: u32,
     trials_ok: u32,
-    window: [Bucket; BUCKETS],
     transitions: Vec<Transition>,
 }
 
@@ -183,6 +174,13 @@ struct Inner {
     name: Box<str>,
     config: BreakerConfig,
     created: Instant,
+    /// Nanoseconds per bucket of the window.
+    bucket_ns: u64,
+    /// Per bucket: the slot of time it counts, and its counts packed as
+    /// `calls << 32 | failures`. A success is counted lock-free when its
+    /// bucket is current; everything else goes through the lock.
+    slots: [AtomicU64; BUCKETS],
+    counts: [AtomicU64; BUCKETS],
     /// `BreakerState` as a number, readable without the lock.
     state: AtomicU8,
     machine: Mutex<Machine>,
@@ -208,11 +206,17 @@ fn state_code(s: BreakerState) -> u8 {
 impl Breaker {
     fn create(name: &str, config: BreakerConfig) -> Breaker {
         let now = Instant::now();
+        let bucket_ns = u64::try_from((config.window / BUCKETS as u32).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1_000_000);
         Breaker {
             inner: Arc::new(Inner {
                 name: name.into(),
                 config,
                 created: now,
+                bucket_ns,
+                slots: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+                counts: std::array::from_fn(|_| AtomicU64::new(0)),
                 state: AtomicU8::new(0),
                 machine: Mutex::new(Machine {
                     state: BreakerState::Closed,
@@ -221,7 +225,6 @@ impl Breaker {
                     opened_at: now,
                     trials: 0,
                     trials_ok: 0,
-                    window: [Bucket::default(); BUCKETS],
                     transitions: Vec::new(),
                 }),
                 calls: AtomicU64::new(0),
@@ -286,7 +289,11 @@ impl Breaker {
         m.trials_ok = 0;
         match to {
             BreakerState::Open => m.opened_at = now,
-            BreakerState::Closed => m.window = [Bucket::default(); BUCKETS],
+            BreakerState::Closed => {
+                for s in &self.inner.slots {
+                    s.store(u64::MAX, Ordering::Relaxed);
+                }
+            }
             BreakerState::HalfOpen => {}
         }
         if m.transitions.len() == 64 {
@@ -377,8 +384,61 @@ impl Breaker {
         }
     }
 
+    /// The window's slot of time at `now`.
+    fn slot(&self, now: Instant) -> u64 {
+        let ns = u64::try_from(now.saturating_duration_since(self.inner.created).as_nanos())
+            .unwrap_or(u64::MAX);
+        ns / self.inner.bucket_ns
+    }
+
     /// Counts one outcome of a trial.
+    #[inline]
     fn record(&self, generation: Option<u64>, failed: bool) {
+        if generation.is_none() && !failed {
+            // A success while closed: counted without the lock when its
+            // bucket is current. It opens the breaker only by bringing the
+            // window up to `min_calls` with failures already at the rate,
+            // which the lock then checks again.
+            let now = Instant::now();
+            let slot = self.slot(now);
+            let i = (slot % BUCKETS as u64) as usize;
+            if self.inner.slots[i].load(Ordering::Acquire) == slot
+                && self.inner.state.load(Ordering::Acquire) == 0
+            {
+                self.inner.counts[i].fetch_add(1 << 32, Ordering::Relaxed);
+                if self.should_open(slot) {
+                    let mut m = self.lock();
+                    if m.state == BreakerState::Closed && self.should_open(slot) {
+                        self.enter(&mut m, BreakerState::Open, now);
+                    }
+                }
+                return;
+            }
+        }
+        self.record_locked(generation, failed);
+    }
+
+    /// Whether the window ending at `slot` calls for opening.
+    fn should_open(&self, slot: u64) -> bool {
+        let (slots, counts) = (&self.inner.slots, &self.inner.counts);
+        let oldest = slot.saturating_sub(BUCKETS as u64 - 1);
+        let (calls, failures) = (0..BUCKETS)
+            .filter(|&j| {
+                let s = slots[j].load(Ordering::Acquire);
+                s != u64::MAX && s >= oldest && s <= slot
+            })
+            .map(|j| counts[j].load(Ordering::Relaxed))
+            .fold((0u64, 0u64), |(c, f), packed| {
+                (c + (packed >> 32), f + (packed & 0xFFFF_FFFF))
+            });
+        let config = &self.inner.config;
+        failures > 0
+            && calls >= u64::from(config.min_calls)
+            && failures as f64 >= config.failure_rate * calls as f64
+    }
+
+    #[cold]
+    fn record_locked(&self, generation: Option<u64>, failed: bool) {
         if failed {
             self.inner.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -389,31 +449,15 @@ impl Breaker {
                 if m.state != BreakerState::Closed {
                     return; // a call admitted before the breaker opened
                 }
-                let config = self.inner.config;
-                let bucket_len = (config.window / BUCKETS as u32).max(Duration::from_millis(1));
-                let slot = (now.saturating_duration_since(self.inner.created).as_nanos()
-                    / bucket_len.as_nanos()) as u64;
-                let b = &mut m.window[(slot % BUCKETS as u64) as usize];
-                if b.slot != slot {
-                    *b = Bucket {
-                        slot,
-                        calls: 0,
-                        failures: 0,
-                    };
+                let slot = self.slot(now);
+                let i = (slot % BUCKETS as u64) as usize;
+                let (slots, counts) = (&self.inner.slots, &self.inner.counts);
+                if slots[i].load(Ordering::Acquire) != slot {
+                    counts[i].store(0, Ordering::Relaxed);
+                    slots[i].store(slot, Ordering::Release);
                 }
-                b.calls += 1;
-                b.failures += u32::from(failed);
-                let oldest = slot.saturating_sub(BUCKETS as u64 - 1);
-                let (calls, failures) = m
-                    .window
-                    .iter()
-                    .filter(|b| b.slot >= oldest && b.slot <= slot && b.calls > 0)
-                    .fold((0u64, 0u64), |(c, f), b| {
-                        (c + u64::from(b.calls), f + u64::from(b.failures))
-                    });
-                if calls >= u64::from(config.min_calls)
-                    && failures as f64 >= config.failure_rate * calls as f64
-                {
+                counts[i].fetch_add((1 << 32) | u64::from(failed), Ordering::Relaxed);
+                if self.should_open(slot) {
                     self.enter(&mut m, BreakerState::Open, now);
                 }
             }

@@ -61,6 +61,42 @@ impl StaticTimeout {
         self
     }
 
+    /// The attempt's body under the attempt timeout: exactly
+    /// `tokio::time::timeout`, so it costs what the hand-written form costs.
+    /// The expansion calls it only when an attempt timeout is set.
+    #[doc(hidden)]
+    #[inline]
+    pub fn attempt_future<F: std::future::IntoFuture>(
+        &self,
+        body: F,
+    ) -> tokio::time::Timeout<F::IntoFuture> {
+        tokio::time::timeout(self.attempt.unwrap_or(Duration::MAX), body)
+    }
+
+    /// The whole call under the total timeout (see `attempt_future`).
+    #[doc(hidden)]
+    #[inline]
+    pub fn total_future<F: std::future::IntoFuture>(
+        &self,
+        call: F,
+    ) -> tokio::time::Timeout<F::IntoFuture> {
+        tokio::time::timeout(self.total.unwrap_or(Duration::MAX), call)
+    }
+
+    /// The error of an attempt that timed out.
+    #[doc(hidden)]
+    #[cold]
+    pub fn attempt_error(&self) -> Error {
+        self.error("attempt", self.attempt.unwrap_or(Duration::MAX))
+    }
+
+    /// The error of a call that timed out.
+    #[doc(hidden)]
+    #[cold]
+    pub fn total_error(&self) -> Error {
+        self.error("total", self.total.unwrap_or(Duration::MAX))
+    }
+
     fn error(&self, which: &str, d: Duration) -> Error {
         let d = Written(d);
         Error::new(

@@ -44,8 +44,8 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
     {
         let __limit_key = (::limit_runtime::__private::key_part(&id),);
         let __limit_call = ::core::pin::pin!(
-            async { { match __TIMEOUT.run_total(async { { let mut __limit_retry = __RETRY
-            .begin(); loop { let __limit_outcome = { let id =
+            async { { match __TIMEOUT.total_future(async { { let mut __limit_retry =
+            __RETRY.begin(); loop { let __limit_outcome = { let id =
             ::limit_runtime::__private::clone_arg(& id); { let __limit_trial = match
             __BREAKER.admit() { ::core::result::Result::Ok(__limit_trial) =>
             __limit_trial, ::core::result::Result::Err(__limit_err) => break
@@ -54,14 +54,15 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::core::result::Result::Ok(__limit_ok) => __limit_ok,
             ::core::result::Result::Err(__limit_err) => break
             ::limit_runtime::__private::WaitResult::refused(__limit_err), }; let
-            (__limit_outcome, __limit_timed_out) = match __TIMEOUT.run_attempt(async {
+            (__limit_outcome, __limit_timed_out) = match __TIMEOUT.attempt_future(async {
             #[allow(unreachable_code, clippy::diverging_sub_expression,
             clippy::empty_loop, clippy::needless_return)] if false { let __limit_return :
             Result < std::sync::Arc < String >, ApiError > = loop {}; return
             __limit_return; } Ok(std::sync::Arc::new(id.to_string())) }). await {
             ::core::result::Result::Ok(__limit_done) => (__limit_done, false),
-            ::core::result::Result::Err(__limit_err) =>
-            (::limit_runtime::__private::TimeoutResult::refused(__limit_err), true), };
+            ::core::result::Result::Err(_) => { let __limit_err = __TIMEOUT
+            .attempt_error();
+            (::limit_runtime::__private::TimeoutResult::refused(__limit_err), true) } };
             __limit_trial.finish(__limit_timed_out ||
             ::limit_runtime::__private::breaker_failed(& __limit_outcome,
             ::limit_runtime::__private::every_error)); __limit_outcome } }; match
@@ -71,8 +72,9 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::limit_runtime::retry::Step::Retry(__limit_delay) =>
             ::limit_runtime::retry::sleep(__limit_delay). await, } } } }). await {
             ::core::result::Result::Ok(__limit_done) => __limit_done,
-            ::core::result::Result::Err(__limit_err) =>
-            ::limit_runtime::__private::TimeoutResult::refused(__limit_err), } } }
+            ::core::result::Result::Err(_) => { let __limit_err = __TIMEOUT
+            .total_error();
+            ::limit_runtime::__private::TimeoutResult::refused(__limit_err) } } } }
         );
         __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await
     }
