@@ -76,6 +76,12 @@ fn events_for_waiting_retrying_giving_up_and_sharing() {
             assert!(a.is_err() && b.is_ok());
             let (x, y) = tokio::join!(shared(1), shared(1));
             assert_eq!((x, y), (1, 1));
+            let b = limit_runtime::Breaker::named(
+                "traced-breaker",
+                limit_runtime::BreakerConfig::new().min_calls(1),
+            );
+            b.admit().unwrap().failure();
+            b.reset();
         })
     });
     let events = events.lock().unwrap().clone();
@@ -109,4 +115,13 @@ fn events_for_waiting_retrying_giving_up_and_sharing() {
         ),
         "{events:#?}"
     );
+    for state in ["open", "closed"] {
+        assert!(
+            has(
+                Level::WARN,
+                &format!("limit_runtime::breaker: message=circuit breaker state changed breaker=\"traced-breaker\" state={state}")
+            ),
+            "{events:#?}"
+        );
+    }
 }
