@@ -36,6 +36,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if options.outage {
+        return outage(&options).await;
+    }
     intro(&options);
     let customers = demo::data::customers(options.items, options.seed);
     let modes = match options.only {
@@ -80,6 +83,64 @@ async fn main() -> ExitCode {
     println!();
     for report in &reports {
         explain(report, &reports);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The limited job while the address service is down, without and with a
+/// circuit breaker.
+async fn outage(options: &Options) -> ExitCode {
+    let customers = demo::data::customers(options.items, options.seed);
+    println!(
+        "{} customers (seed {}); the address service answers 503 to everything from {:.1} s to {:.1} s",
+        options.items,
+        options.seed,
+        job::OUTAGE_AT.as_secs_f64(),
+        (job::OUTAGE_AT + job::OUTAGE_FOR).as_secs_f64()
+    );
+    println!(
+        "into the run, then recovers. The limited job runs twice: its address lookups retried"
+    );
+    println!("as before, then behind #[circuit_breaker] (min_calls 20, 50 %, window 500 ms, open 500 ms).");
+    println!();
+    let mut reports = Vec::new();
+    for breaker in [false, true] {
+        match job::run_outage(&customers, options.seed, breaker).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: the outage run failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("  {:<48} {:>14} {:>14}", "", "no breaker", "breaker");
+    let row = |name: &str, f: &dyn Fn(&job::OutageReport) -> String| {
+        println!("  {name:<48} {:>14} {:>14}", f(&reports[0]), f(&reports[1]));
+    };
+    row("wall time", &|r| secs(r.wall));
+    row("customers labelled", &|r| {
+        format!("{}/{}", r.done, r.customers)
+    });
+    row("failures left unrecovered", &|r| r.failed.to_string());
+    row("requests to the address service, in all", &|r| {
+        r.sent_to_addresses.to_string()
+    });
+    row("  of them while it was down", &|r| {
+        r.sent_while_down.to_string()
+    });
+    row("lookups refused at once (no request sent)", &|r| {
+        r.refused.to_string()
+    });
+    println!();
+    if let Some(msg) = &reports[1].message {
+        say(
+            "breaker:",
+            &format!(
+                "{} requests hit the service while it was down instead of {}; the job said once: \"{msg}\", \
+                 paused, and resumed when the trial calls succeeded.",
+                reports[1].sent_while_down, reports[0].sent_while_down
+            ),
+        );
     }
     ExitCode::SUCCESS
 }

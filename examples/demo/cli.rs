@@ -3,12 +3,14 @@
 use super::job::Mode;
 
 pub const USAGE: &str = "\
-usage: cargo run --release --example batch -- [--items N] [--seed S] [--only naive|limited|batch]
+usage: cargo run --release --example batch -- [--items N] [--seed S] [--only naive|limited|batch] [--outage]
 
   --items N               customers to process, 1 to 50000 (default 3000)
   --seed S                seed for the data, latencies and failures (default 1)
   --only naive|limited|batch
                           run one of the three jobs only (default all three)
+  --outage                instead: the limited job while the address service is down
+                          for 2 s, without and with a circuit breaker
   -h, --help              print this help";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub struct Options {
     pub seed: u64,
     /// `None`: every run.
     pub only: Option<Mode>,
+    /// Run the outage comparison instead.
+    pub outage: bool,
 }
 
 impl Default for Options {
@@ -25,6 +29,7 @@ impl Default for Options {
             items: 3000,
             seed: 1,
             only: None,
+            outage: false,
         }
     }
 }
@@ -55,6 +60,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         };
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
+            "--outage" => options.outage = true,
             "--items" => {
                 let v = value()?;
                 options.items = match v.parse::<usize>() {

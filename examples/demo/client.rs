@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use limit_runtime::{coalesce, limited, retry};
+use limit_runtime::{circuit_breaker, coalesce, limited, retry};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 
@@ -22,7 +22,7 @@ pub const ADDRESSES_MAX: usize = ADDRESSES_CAPACITY;
 
 /// Why a call failed. `Clone`, so a coalesced call can hand it to everyone
 /// who waited for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum ApiError {
     /// `503`: overloaded or restarting, with the service's hint of when to
     /// come back.
@@ -33,6 +33,14 @@ pub enum ApiError {
     Transport(String),
     /// An answer that does not parse.
     Invalid(String),
+    /// Refused by `limit` itself (an open circuit breaker, here).
+    Refused(limit_runtime::Error),
+}
+
+impl From<limit_runtime::Error> for ApiError {
+    fn from(e: limit_runtime::Error) -> Self {
+        ApiError::Refused(e)
+    }
 }
 
 impl ApiError {
@@ -42,7 +50,7 @@ impl ApiError {
         match self {
             ApiError::Unavailable { .. } | ApiError::Transport(_) => true,
             ApiError::Status(code) => matches!(code, 500 | 502 | 504),
-            ApiError::Invalid(_) => false,
+            ApiError::Invalid(_) | ApiError::Refused(_) => false,
         }
     }
 
@@ -61,6 +69,7 @@ impl ApiError {
             ApiError::Status(code) => code.to_string(),
             ApiError::Transport(_) => "no response".into(),
             ApiError::Invalid(_) => "bad response".into(),
+            ApiError::Refused(e) => e.kind().to_string(),
         }
     }
 }
@@ -75,6 +84,7 @@ impl fmt::Display for ApiError {
             ApiError::Status(code) => write!(f, "HTTP status {code}"),
             ApiError::Transport(why) => write!(f, "no response: {why}"),
             ApiError::Invalid(why) => write!(f, "unreadable response: {why}"),
+            ApiError::Refused(e) => write!(f, "{e}"),
         }
     }
 }
@@ -372,5 +382,24 @@ pub async fn fetch_group(api: &Api, id: u64) -> Result<Arc<Group>, ApiError> {
         when = ApiError::is_transient, delay_hint = ApiError::retry_after)]
 #[limited(name = "addresses", max = ADDRESSES_MAX)]
 pub async fn fetch_address(api: &Api, id: u64) -> Result<Address, ApiError> {
+    api.get_address(id).await
+}
+
+/// The address lookup behind a circuit breaker, for the outage run
+/// (`--outage`): when half the calls of the last 500 ms fail (at least 20),
+/// the breaker opens and calls fail at once for 500 ms; then 3 trial calls
+/// test the service.
+#[circuit_breaker(
+    name = "addresses",
+    min_calls = 20,
+    failure_rate = 0.5,
+    window = "500ms",
+    open_for = "500ms",
+    half_open = 3
+)]
+#[retry(attempts = 6, initial = "25ms", max_delay = "1s", max_elapsed = "20s",
+        when = ApiError::is_transient, delay_hint = ApiError::retry_after)]
+#[limited(name = "addresses", max = ADDRESSES_MAX)]
+pub async fn fetch_address_guarded(api: &Api, id: u64) -> Result<Address, ApiError> {
     api.get_address(id).await
 }

@@ -269,3 +269,112 @@ async fn label_limited(api: &Api, customer: Customer) -> Result<Label, ApiError>
     let address = client::fetch_address(api, user.address).await?;
     Ok(label(customer, &user, &group, &address))
 }
+
+/// When the outage starts, and how long it lasts (`--outage`).
+pub const OUTAGE_AT: Duration = Duration::from_millis(500);
+pub const OUTAGE_FOR: Duration = Duration::from_secs(2);
+
+/// One outage run, measured.
+#[derive(Clone, Debug)]
+pub struct OutageReport {
+    pub breaker: bool,
+    pub customers: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub wall: Duration,
+    /// Requests the address service answered while it was down.
+    pub sent_while_down: u64,
+    /// Requests the address service received in all.
+    pub sent_to_addresses: u64,
+    /// Calls the open breaker refused (each one paused its customer).
+    pub refused: u64,
+    /// What the job said when the breaker locked it out (once).
+    pub message: Option<String>,
+}
+
+/// The limited job while the address service is down for [`OUTAGE_FOR`],
+/// starting [`OUTAGE_AT`] into the run. With `breaker`, address lookups go
+/// through `#[circuit_breaker]`, and a customer whose lookup is refused by
+/// the open breaker waits for the breaker's next trial instead of failing:
+/// the job locks itself out while the service is down, and resumes when it
+/// is back.
+pub async fn run_outage(
+    customers: &[Customer],
+    seed: u64,
+    breaker: bool,
+) -> io::Result<OutageReport> {
+    let services = Services::start(seed).await?;
+    let api = Arc::new(Api::for_services(&services).map_err(io::Error::other)?);
+    if let Some(b) = limit_runtime::breaker("addresses") {
+        b.reset();
+    }
+    let start = Instant::now();
+    let addresses = services.addresses.clone_handle();
+    let outage = tokio::spawn(async move {
+        tokio::time::sleep(OUTAGE_AT).await;
+        addresses.set_down(true);
+        tokio::time::sleep(OUTAGE_FOR).await;
+        addresses.set_down(false);
+    });
+    let message = Arc::new(std::sync::Mutex::new(None::<String>));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    for &customer in customers {
+        let (api, message, refused) = (api.clone(), message.clone(), refused.clone());
+        tasks.spawn(async move {
+            let (user, group) = tokio::join!(
+                client::fetch_user(&api, customer.id),
+                client::fetch_group(&api, customer.group)
+            );
+            let (user, group) = (user?, group?);
+            let address = if breaker {
+                loop {
+                    match client::fetch_address_guarded(&api, user.address).await {
+                        Err(ApiError::Refused(e))
+                            if e.kind() == limit_runtime::ErrorKind::CircuitOpen =>
+                        {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            message
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .get_or_insert_with(|| e.to_string());
+                            // Locked out: wait for the breaker's next trial.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => break other?,
+                    }
+                }
+            } else {
+                client::fetch_address(&api, user.address).await?
+            };
+            Ok::<_, ApiError>(label(customer, &user, &group, &address))
+        });
+    }
+    let (mut done, mut failed) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(io::Error::other)? {
+            Ok(_) => done += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    let wall = start.elapsed();
+    outage.abort();
+    let stats = services.addresses.stats();
+    drop(api);
+    services.stop();
+    let message = message
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Ok(OutageReport {
+        breaker,
+        customers: customers.len(),
+        done,
+        failed,
+        wall,
+        sent_while_down: stats.down,
+        sent_to_addresses: stats.requests,
+        refused: refused.load(std::sync::atomic::Ordering::Relaxed),
+        message,
+    })
+}

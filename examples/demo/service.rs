@@ -118,6 +118,8 @@ pub struct ServiceStats {
     pub brownouts: u64,
     /// Answered `500` at random.
     pub errors: u64,
+    /// Answered `503` while down (the outage run).
+    pub down: u64,
     /// The most requests it was handling at once.
     pub peak_in_flight: usize,
 }
@@ -133,6 +135,9 @@ struct Shared {
     shed: AtomicU64,
     brownouts: AtomicU64,
     errors: AtomicU64,
+    /// While set, every request gets a `503` at once (an outage).
+    is_down: std::sync::atomic::AtomicBool,
+    down: AtomicU64,
     /// How many times each resource was asked for: the failure draw depends
     /// on it, so a retried request gets a fresh draw.
     asked: Mutex<HashMap<(Endpoint, u64), u64>>,
@@ -153,6 +158,10 @@ impl Shared {
         let _in_flight = InFlight(self);
         self.peak.fetch_max(now, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.is_down.load(Ordering::SeqCst) {
+            self.down.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::SERVICE_UNAVAILABLE, "down\n").into_response();
+        }
         if now > self.capacity * SHED_FACTOR {
             self.shed.fetch_add(1, Ordering::Relaxed);
             return unavailable("overloaded", SHED_HINT);
@@ -193,6 +202,7 @@ impl Shared {
             shed: self.shed.load(Ordering::Relaxed),
             brownouts: self.brownouts.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            down: self.down.load(Ordering::Relaxed),
             peak_in_flight: self.peak.load(Ordering::SeqCst),
         }
     }
@@ -276,6 +286,8 @@ impl Service {
             shed: AtomicU64::new(0),
             brownouts: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            is_down: std::sync::atomic::AtomicBool::new(false),
+            down: AtomicU64::new(0),
             asked: Mutex::new(HashMap::new()),
         });
         let socket = TcpSocket::new_v4()?;
@@ -305,6 +317,17 @@ impl Service {
         self.shared.stats()
     }
 
+    /// Starts or ends an outage: while down, every request gets a `503`
+    /// at once, with no `Retry-After`.
+    pub fn set_down(&self, down: bool) {
+        self.shared.is_down.store(down, Ordering::SeqCst);
+    }
+
+    /// A handle that can start and end an outage from another task.
+    pub fn clone_handle(&self) -> OutageSwitch {
+        OutageSwitch(self.shared.clone())
+    }
+
     /// Requests being handled right now.
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
@@ -314,6 +337,17 @@ impl Service {
     /// their client lets go of them.
     pub fn stop(self) {
         self.server.abort();
+    }
+}
+
+/// Starts and ends an outage of a [`Service`].
+#[derive(Clone)]
+pub struct OutageSwitch(Arc<Shared>);
+
+impl OutageSwitch {
+    /// See [`Service::set_down`].
+    pub fn set_down(&self, down: bool) {
+        self.0.is_down.store(down, Ordering::SeqCst);
     }
 }
 

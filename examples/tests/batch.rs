@@ -127,6 +127,30 @@ async fn the_limited_job_stays_within_limits_recovers_everything_and_shares_grou
         "the job's calls queued as batch work: {users:?}"
     );
     assert_eq!((users.active, users.waiting, users.batch_active), (0, 0, 0));
+
+    // An outage of the address service, without and with a breaker.
+    let without = job::run_outage(&customers, SEED, false)
+        .await
+        .expect("services start");
+    let with = job::run_outage(&customers, SEED, true)
+        .await
+        .expect("services start");
+    // With the breaker, the job said once why it paused, and lost far less
+    // (customers whose retries ran out before the breaker tripped fail;
+    // the rest wait and resume).
+    assert!(with.failed < without.failed, "{without:#?}\n{with:#?}");
+    assert_eq!(with.done + with.failed, ITEMS);
+    let message = with.message.as_deref().expect("the breaker opened");
+    assert!(
+        message.starts_with("breaker \"addresses\": circuit open"),
+        "{message}"
+    );
+    assert!(with.refused > 0);
+    // Without it, retries keep hammering the service while it is down.
+    assert!(
+        without.sent_while_down > with.sent_while_down,
+        "{without:#?}\n{with:#?}"
+    );
 }
 
 #[test]
@@ -167,6 +191,7 @@ fn the_command_line_rejects_bad_input_with_a_message() {
             items: 200,
             seed: 9,
             only: Some(Mode::Naive),
+            outage: false,
         }))
     );
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
