@@ -314,12 +314,7 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
         let key = &opt.key;
         match key.to_string().as_str() {
             "name" => name.set_with(key, errors, |errors| {
-                let s = string(value(opt, errors)?, key, "\"address\"", errors)?;
-                if s.value().is_empty() {
-                    errors.spanned(&s, "`name` must not be empty; leave it out for a limiter of this function's own");
-                    return None;
-                }
-                Some(s)
+                name_opt(value(opt, errors)?, key, "limiter", "\"address\"", errors)
             }),
             "max" => max.set_with(key, errors, |errors| {
                 count(value(opt, errors)?, key, "usize", errors)
@@ -339,7 +334,10 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
                 match lit(&e) {
                     Some(Lit::Int(i)) => i.base10_parse::<u32>().ok(),
                     _ => {
-                        errors.spanned(&e, "`burst` takes an integer literal ≥ 1, e.g. `burst = 10`");
+                        errors.spanned(
+                            &e,
+                            "`burst` takes an integer literal ≥ 1, e.g. `burst = 10`",
+                        );
                         None
                     }
                 }
@@ -621,6 +619,27 @@ fn coalesce(opts: Vec<Opt>, errors: &mut Errors) -> Coalesce {
     }
 }
 
+/// A `name = "..."`: a non-empty string literal.
+fn name_opt(
+    e: &Expr,
+    key: &Ident,
+    what: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> Option<LitStr> {
+    let s = string(e, key, example, errors)?;
+    if s.value().is_empty() {
+        errors.spanned(
+            &s,
+            format_args!(
+                "`name` must not be empty; leave it out for a {what} of this function's own"
+            ),
+        );
+        return None;
+    }
+    Some(s)
+}
+
 /// A duration that must be longer than zero.
 fn positive_duration(e: &Expr, key: &Ident, errors: &mut Errors) -> Option<Dur> {
     let d = duration_opt(e, key, errors)?;
@@ -675,12 +694,7 @@ fn breaker(opts: Vec<Opt>, errors: &mut Errors) -> Breaker {
         let key = &opt.key;
         match key.to_string().as_str() {
             "name" => name.set_with(key, errors, |errors| {
-                let s = string(value(opt, errors)?, key, "\"billing\"", errors)?;
-                if s.value().is_empty() {
-                    errors.spanned(&s, "`name` must not be empty; leave it out for a breaker of this function's own");
-                    return None;
-                }
-                Some(s)
+                name_opt(value(opt, errors)?, key, "breaker", "\"billing\"", errors)
             }),
             "failure_rate" => failure_rate.set_with(key, errors, |errors| {
                 let e = value(opt, errors)?;

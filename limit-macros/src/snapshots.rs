@@ -37,50 +37,40 @@ fn expand_fn(
     Some(crate::entry(kind, args, rest(attrs)))
 }
 
+/// Expands a function-like item (free function, impl or trait method) in
+/// place, if one of our attributes is on it.
+fn expand_in_place<T>(item: &mut T, attrs: impl Fn(&mut T) -> &mut Vec<Attribute>)
+where
+    T: Clone + ToTokens + syn::parse::Parse,
+{
+    let mut taken = std::mem::take(attrs(item));
+    let body = item.clone();
+    let out = expand_fn(&mut taken, |a| {
+        let mut g = body;
+        *attrs(&mut g) = a.to_vec();
+        g.into_token_stream()
+    });
+    match out {
+        Some(out) => *item = syn::parse2(out).expect("the expansion parses as the same item"),
+        None => *attrs(item) = taken,
+    }
+}
+
 fn expand_items(items: &mut [Item]) {
     for item in items {
         match item {
-            Item::Fn(f) => {
-                let mut attrs = std::mem::take(&mut f.attrs);
-                let body = f.clone();
-                match expand_fn(&mut attrs, |a| {
-                    let mut g = body;
-                    g.attrs = a.to_vec();
-                    g.into_token_stream()
-                }) {
-                    Some(out) => *item = syn::parse2(out).expect("expansion is an item"),
-                    None => f.attrs = attrs,
-                }
-            }
+            Item::Fn(f) => expand_in_place(f, |f| &mut f.attrs),
             Item::Impl(i) => {
                 for ii in &mut i.items {
                     if let ImplItem::Fn(m) = ii {
-                        let mut attrs = std::mem::take(&mut m.attrs);
-                        let body = m.clone();
-                        match expand_fn(&mut attrs, |a| {
-                            let mut g = body;
-                            g.attrs = a.to_vec();
-                            g.into_token_stream()
-                        }) {
-                            Some(out) => *ii = syn::parse2(out).expect("expansion is a method"),
-                            None => m.attrs = attrs,
-                        }
+                        expand_in_place(m, |m| &mut m.attrs);
                     }
                 }
             }
             Item::Trait(t) => {
                 for ti in &mut t.items {
                     if let TraitItem::Fn(m) = ti {
-                        let mut attrs = std::mem::take(&mut m.attrs);
-                        let body = m.clone();
-                        match expand_fn(&mut attrs, |a| {
-                            let mut g = body;
-                            g.attrs = a.to_vec();
-                            g.into_token_stream()
-                        }) {
-                            Some(out) => *ti = syn::parse2(out).expect("expansion is a method"),
-                            None => m.attrs = attrs,
-                        }
+                        expand_in_place(m, |m| &mut m.attrs);
                     }
                 }
             }

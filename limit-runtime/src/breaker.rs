@@ -4,7 +4,7 @@
 //! A [`Breaker`] is **closed** while calls mostly succeed. When, over the
 //! last `window`, at least `min_calls` calls finished and at least
 //! `failure_rate` of them failed, it **opens**: every call fails at once
-//! with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), without
+//! with [`ErrorKind::CircuitOpen`], without
 //! running. After `open_for` it is **half-open**: exactly `half_open` trial
 //! calls run and the rest are refused. If all trials succeed it closes; if
 //! one fails it opens again.
