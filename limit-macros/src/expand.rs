@@ -173,10 +173,21 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         });
         let key = coalesce_key(k, c, &f);
         let marker = instantiation_marker(&f);
+        // One mistake, one error, at the user's token: the output is
+        // checked at the return type, each key part at its argument and a
+        // `key` expression where it is written. What they return satisfies
+        // `run`'s bounds as it is (`__private::{KeyOf, Shared}`), so rustc
+        // does not report the same mistake again at the attribute.
+        let out = quote_spanned!(output_span(&f)=> #k::__private::shared(__limit_out));
         body = quote!({
             let __limit_key = #key;
-            let __limit_call = ::core::pin::pin!(async #move_kw { #body });
-            __COALESCE.run::<#marker, _, _>(__limit_key, __limit_call).await
+            // The body in a block of its own: a refusal's `return` leaves
+            // it with the function's output, which is then wrapped.
+            let __limit_call = ::core::pin::pin!(async #move_kw {
+                let __limit_out = async #move_kw { #body }.await;
+                #out
+            });
+            __COALESCE.run::<#marker, _, _>(__limit_key, __limit_call).await.into_inner()
         });
     }
 
@@ -512,6 +523,15 @@ fn retry_loop(
             }
         }
     })
+}
+
+/// Where messages about the function's output point: its return type (or
+/// its name, for a function returning `()`).
+fn output_span(f: &ItemFn) -> Span {
+    match &f.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => f.sig.ident.span(),
+    }
 }
 
 /// The key: the `key` option, or every argument but the receiver, owned,

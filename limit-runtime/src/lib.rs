@@ -513,7 +513,7 @@ pub use limit_macros::circuit_breaker;
 /// items of this crate when writing the same code by hand.
 #[doc(hidden)]
 pub mod __private {
-    use core::hash::Hash;
+    use core::hash::{Hash, Hasher};
 
     /// An owned argument of a `#[retry]` function, cloned for each attempt.
     #[diagnostic::on_unimplemented(
@@ -549,25 +549,105 @@ pub mod __private {
     #[diagnostic::do_not_recommend]
     impl<T: Clone + Hash + Eq + Send + Sync + 'static> KeyPart for T {}
 
+    /// One part of a default key, checked where the argument is written.
+    ///
+    /// Its `Hash` and `Eq` go through functions chosen when the part was
+    /// made (where `T: KeyPart` was proven), so they hold for every `T`:
+    /// the key built from parts satisfies `StaticGroup::run` without a
+    /// second check, and an argument that is not hashable gets one error,
+    /// at the argument, not another at the attribute.
+    pub struct KeyOf<T> {
+        value: T,
+        eq: fn(&T, &T) -> bool,
+        hash: fn(&T, &mut dyn Hasher),
+    }
+
+    impl<T> PartialEq for KeyOf<T> {
+        #[inline]
+        fn eq(&self, other: &Self) -> bool {
+            (self.eq)(&self.value, &other.value)
+        }
+    }
+
+    impl<T> Eq for KeyOf<T> {}
+
+    impl<T> Hash for KeyOf<T> {
+        #[inline]
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            (self.hash)(&self.value, state);
+        }
+    }
+
+    fn eq_of<T: PartialEq>(a: &T, b: &T) -> bool {
+        a == b
+    }
+
+    fn hash_of<T: Hash>(value: &T, mut state: &mut dyn Hasher) {
+        value.hash(&mut state);
+    }
+
     #[inline]
-    pub fn key_part<T: KeyPart>(arg: &T) -> T {
-        arg.clone()
+    fn key_of<T: Hash + Eq>(value: T) -> KeyOf<T> {
+        KeyOf {
+            value,
+            eq: eq_of::<T>,
+            hash: hash_of::<T>,
+        }
+    }
+
+    #[inline]
+    pub fn key_part<T: KeyPart>(arg: &T) -> KeyOf<T> {
+        key_of(arg.clone())
     }
 
     /// The owned form of a borrowed argument (`&str` becomes `String`).
     #[inline]
-    pub fn key_part_owned<T>(arg: &T) -> T::Owned
+    pub fn key_part_owned<T>(arg: &T) -> KeyOf<T::Owned>
     where
         T: ?Sized + ToOwned,
         T::Owned: KeyPart,
     {
-        arg.to_owned()
+        key_of(arg.to_owned())
     }
 
     /// The `key = ...` expression, checked where it is written.
     #[inline]
-    pub fn key_expr<K: crate::coalesce::CoalesceKey>(key: K) -> K {
-        key
+    pub fn key_expr<K: crate::coalesce::CoalesceKey>(key: K) -> KeyOf<K> {
+        key_of(key)
+    }
+
+    /// The output of a `#[coalesce]` call, checked where the expansion
+    /// calls [`shared`] (spanned at the function's return type). Its
+    /// `Clone` goes through the function chosen there, so `run` does not
+    /// check `Clone` a second time.
+    pub struct Shared<T> {
+        value: T,
+        clone: fn(&T) -> T,
+    }
+
+    impl<T> Clone for Shared<T> {
+        #[inline]
+        fn clone(&self) -> Self {
+            Shared {
+                value: (self.clone)(&self.value),
+                clone: self.clone,
+            }
+        }
+    }
+
+    impl<T> Shared<T> {
+        #[inline]
+        pub fn into_inner(self) -> T {
+            self.value
+        }
+    }
+
+    #[inline]
+    pub fn shared<T: crate::coalesce::SharedOutput>(value: T) -> Shared<T> {
+        Shared {
+            value,
+            clone: T::clone,
+        }
     }
 
     /// The address of the receiver: calls on two instances never share.
