@@ -44,9 +44,9 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
     {
         let __limit_key = (::limit_runtime::__private::key_part(&id),);
         let __limit_call = ::core::pin::pin!(
-            async { { match __TIMEOUT.total_future(async { { let mut __limit_retry =
-            __RETRY.begin(); loop { let __limit_outcome = { let id =
-            ::limit_runtime::__private::clone_arg(& id); { let __limit_trial = match
+            async { let __limit_out = async { { match __TIMEOUT.total_future(async { {
+            let mut __limit_retry = __RETRY.begin(); loop { let __limit_outcome = { let
+            id = ::limit_runtime::__private::clone_arg(& id); { let __limit_trial = match
             __BREAKER.admit() { ::core::result::Result::Ok(__limit_trial) =>
             __limit_trial, ::core::result::Result::Err(__limit_err) => break
             ::limit_runtime::__private::BreakerResult::refused(__limit_err), }; let
@@ -74,9 +74,10 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::core::result::Result::Ok(__limit_done) => __limit_done,
             ::core::result::Result::Err(_) => { let __limit_err = __TIMEOUT
             .total_error();
-            ::limit_runtime::__private::TimeoutResult::refused(__limit_err) } } } }
+            ::limit_runtime::__private::TimeoutResult::refused(__limit_err) } } } } .
+            await; ::limit_runtime::__private::shared(__limit_out) }
         );
-        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await
+        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await.into_inner()
     }
 }
 fn main() {}

@@ -28,20 +28,22 @@ pub async fn fetch_addresses(
     {
         let __limit_key = (::limit_runtime::__private::key_part(&user_id),);
         let __limit_call = ::core::pin::pin!(
-            async { { let mut __limit_retry = __RETRY.begin(); loop { let __limit_outcome
-            = { let user_id = ::limit_runtime::__private::clone_arg(& user_id); { let
-            __limit_permit = __LIMITED.acquire(). await; async {
-            #[allow(unreachable_code, clippy::diverging_sub_expression,
-            clippy::empty_loop, clippy::needless_return)] if false { let __limit_return :
-            Result < std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return
+            async { let __limit_out = async { { let mut __limit_retry = __RETRY.begin();
+            loop { let __limit_outcome = { let user_id =
+            ::limit_runtime::__private::clone_arg(& user_id); { let __limit_permit =
+            __LIMITED.acquire(). await; async { #[allow(unreachable_code,
+            clippy::diverging_sub_expression, clippy::empty_loop,
+            clippy::needless_return)] if false { let __limit_return : Result <
+            std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return
             __limit_return; } let _ = user_id; Ok(Default::default()) } . await } };
             match __limit_retry.check(__limit_outcome, ApiError::is_transient,
             ::limit_runtime::retry::no_hint, ::limit_runtime::retry::no_hook) {
             ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
             ::limit_runtime::retry::Step::Retry(__limit_delay) =>
-            ::limit_runtime::retry::sleep(__limit_delay). await, } } } }
+            ::limit_runtime::retry::sleep(__limit_delay). await, } } } } . await;
+            ::limit_runtime::__private::shared(__limit_out) }
         );
-        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await
+        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await.into_inner()
     }
 }
 fn main() {}
