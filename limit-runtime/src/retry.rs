@@ -38,7 +38,7 @@
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -351,6 +351,28 @@ impl<S: Schedule> Retrying<'_, S> {
         O: FnOnce(&R::Err, u32, Duration),
     {
         self.attempt = self.attempt.saturating_add(1);
+        if outcome.error().is_none() {
+            return Step::Done(outcome);
+        }
+        self.check_failed(outcome, when, delay_hint, on_retry)
+    }
+
+    /// [`check`](Self::check) for an outcome that is an error: out of the
+    /// success path's way.
+    #[inline(never)]
+    fn check_failed<R, W, H, O>(
+        &mut self,
+        outcome: R,
+        when: W,
+        delay_hint: H,
+        on_retry: O,
+    ) -> Step<R>
+    where
+        R: RetryResult,
+        W: FnOnce(&R::Err) -> bool,
+        H: FnOnce(&R::Err) -> Option<Duration>,
+        O: FnOnce(&R::Err, u32, Duration),
+    {
         let Some(err) = outcome.error() else {
             return Step::Done(outcome);
         };
@@ -411,10 +433,142 @@ impl<S: Schedule> Retrying<'_, S> {
 #[derive(Debug)]
 struct Counters {
     name: &'static str,
-    calls: AtomicU64,
+    calls: CallCounter,
     retries: AtomicU64,
     gave_up: AtomicU64,
     not_retryable: AtomicU64,
+}
+
+/// Thread slots of a [`CallCounter`]: threads beyond this many share one
+/// atomic counter.
+const SLOTS: usize = 16;
+
+/// One thread's share of a [`CallCounter`], on a cache line of its own so
+/// that threads counting calls of one function do not contend.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Slot(AtomicU64);
+
+/// The `calls` counter, which every call increments (the success path's
+/// only write). An atomic read-modify-write per call costs more than the
+/// rest of the success path, so each thread counts in a slot that it alone
+/// writes, with a plain load and store, and a read adds the slots up: the
+/// total is exact. A slot passes to another thread only through the lease
+/// list's mutex, after its last holder is done with it.
+#[derive(Debug)]
+struct CallCounter {
+    slots: [Slot; SLOTS],
+    /// Threads without a slot of their own (more than [`SLOTS`] alive, or
+    /// one whose thread-locals are being torn down).
+    shared: AtomicU64,
+}
+
+impl CallCounter {
+    const fn new() -> Self {
+        CallCounter {
+            slots: [const { Slot(AtomicU64::new(0)) }; SLOTS],
+            shared: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn add_one(&self) {
+        match slot::mine() {
+            Some(i) => {
+                let c = &self.slots[i].0;
+                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            None => {
+                self.shared.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn sum(&self) -> u64 {
+        let slots: u64 = self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+        slots + self.shared.load(Ordering::Relaxed)
+    }
+}
+
+/// Which slot of every [`CallCounter`] the current thread writes: leased
+/// on the thread's first call, given back when the thread ends.
+mod slot {
+    use std::cell::Cell;
+
+    use super::{AtomicUsize, Mutex, Ordering, PoisonError, SLOTS};
+
+    /// Slots never leased yet are `NEXT..SLOTS`; given-back ones are listed.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static RETURNED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+    /// [`MINE`] before the thread's first call.
+    const UNASSIGNED: usize = usize::MAX;
+    /// [`MINE`] of a thread without a slot: it counts in the shared counter.
+    const NO_SLOT: usize = SLOTS;
+
+    thread_local! {
+        /// This thread's slot: a plain thread-local without destructor, so
+        /// reading it is one load on the success path.
+        static MINE: Cell<usize> = const { Cell::new(UNASSIGNED) };
+        /// Gives the slot back when the thread ends.
+        static LEASE: Lease = const { Lease(Cell::new(None)) };
+    }
+
+    struct Lease(Cell<Option<usize>>);
+
+    impl Drop for Lease {
+        fn drop(&mut self) {
+            if let Some(i) = self.0.take() {
+                // Later calls on this thread (from other thread-locals'
+                // destructors) count in the shared counter.
+                let _ = MINE.try_with(|m| m.set(NO_SLOT));
+                // The mutex orders this thread's last counts before the
+                // next holder's first.
+                give_back(i);
+            }
+        }
+    }
+
+    fn give_back(i: usize) {
+        RETURNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(i);
+    }
+
+    /// This thread's slot, if it has one.
+    #[inline]
+    pub(super) fn mine() -> Option<usize> {
+        match MINE.try_with(Cell::get) {
+            Ok(i) if i < SLOTS => Some(i),
+            Ok(UNASSIGNED) => assign(),
+            _ => None,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn assign() -> Option<usize> {
+        let returned = RETURNED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let leased = returned.or_else(|| {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed);
+            (i < SLOTS).then_some(i)
+        });
+        // Register the lease for the thread's end; a thread already ending
+        // cannot, so it gives the slot back at once and counts shared.
+        let slot = leased.filter(|&i| {
+            let kept = LEASE.try_with(|l| l.0.set(Some(i))).is_ok();
+            if !kept {
+                give_back(i);
+            }
+            kept
+        });
+        let _ = MINE.try_with(|m| m.set(slot.unwrap_or(NO_SLOT)));
+        slot
+    }
 }
 
 /// A [`RetryPolicy`] declared in a `static`, with counters for the
@@ -440,6 +594,8 @@ struct Counters {
 pub struct StaticRetry {
     policy: RetryPolicy,
     counters: Counters,
+    /// Listed in [`USED`] (on the first call).
+    listed: AtomicBool,
 }
 
 /// Every `StaticRetry` used so far, for [`stats`].
@@ -472,11 +628,12 @@ impl StaticRetry {
             policy,
             counters: Counters {
                 name,
-                calls: AtomicU64::new(0),
+                calls: CallCounter::new(),
                 retries: AtomicU64::new(0),
                 gave_up: AtomicU64::new(0),
                 not_retryable: AtomicU64::new(0),
             },
+            listed: AtomicBool::new(false),
         }
     }
 
@@ -494,21 +651,30 @@ impl StaticRetry {
     /// Starts one call (counted) with another schedule.
     #[inline]
     pub fn begin_with<S: Schedule>(&'static self, schedule: S) -> Retrying<'static, S> {
-        if self.counters.calls.fetch_add(1, Ordering::Relaxed) == 0 {
-            // The first call lists the function for `stats()`.
-            USED.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(self);
+        if !self.listed.load(Ordering::Relaxed) {
+            self.list();
         }
+        self.counters.calls.add_one();
         let mut state = self.policy.begin_with(schedule);
         state.counters = Some(&self.counters);
         state
     }
 
+    /// The first call lists the function for `stats()`.
+    #[cold]
+    #[inline(never)]
+    fn list(&'static self) {
+        let mut used = USED.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.listed.load(Ordering::Relaxed) {
+            used.push(self);
+            self.listed.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// A copy of the counters.
     pub fn stats(&self) -> RetryStats {
         let c = &self.counters;
-        let calls = c.calls.load(Ordering::Relaxed);
+        let calls = c.calls.sum();
         let retries = c.retries.load(Ordering::Relaxed);
         RetryStats {
             name: self.counters.name.to_owned(),
@@ -596,4 +762,37 @@ impl<B: backoff::backoff::Backoff> Schedule for BackoffSchedule<B> {
 pub fn backoff_policy<B: backoff::backoff::Backoff>(mut policy: B) -> BackoffSchedule<B> {
     policy.reset();
     BackoffSchedule(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{any_error, no_hint, no_hook, RetryPolicy, StaticRetry, Step, SLOTS};
+
+    fn one_call(r: &'static StaticRetry) {
+        let mut state = r.begin();
+        let done = state.check(Ok::<(), ()>(()), any_error, no_hint, no_hook);
+        assert_eq!(done, Step::Done(Ok(())));
+    }
+
+    #[test]
+    fn calls_are_exact_with_more_threads_than_slots_and_slots_passed_on() {
+        static R: StaticRetry = StaticRetry::new("tests::calls", RetryPolicy::new());
+        const CALLS: u64 = 1_000;
+        // More threads at once than there are slots: some count shared.
+        let threads = 2 * SLOTS as u64 + 3;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| (0..CALLS).for_each(|_| one_call(&R)));
+            }
+        });
+        // Threads one after another: each takes over a returned slot.
+        for _ in 0..SLOTS + 2 {
+            std::thread::spawn(|| (0..CALLS).for_each(|_| one_call(&R)))
+                .join()
+                .unwrap();
+        }
+        let expected = (threads + SLOTS as u64 + 2) * CALLS;
+        let s = R.stats();
+        assert_eq!((s.calls, s.attempts, s.retries), (expected, expected, 0));
+    }
 }
