@@ -271,7 +271,7 @@ async fn label_limited(api: &Api, customer: Customer) -> Result<Label, ApiError>
 }
 
 /// When the outage starts, and how long it lasts (`--outage`).
-pub const OUTAGE_AT: Duration = Duration::from_millis(500);
+pub const OUTAGE_AT: Duration = Duration::from_millis(200);
 pub const OUTAGE_FOR: Duration = Duration::from_secs(2);
 
 /// One outage run, measured.
