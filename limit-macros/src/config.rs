@@ -49,6 +49,14 @@ pub struct Limited {
     /// The first option that can refuse a call (`wait` or `queue`), for the
     /// return-type requirement.
     pub refuses: Option<Ident>,
+    pub adaptive: Option<Adaptive>,
+}
+
+pub struct Adaptive {
+    pub min: Option<Expr>,
+    pub initial: Option<Expr>,
+    /// `fn(&E) -> bool`: errors that mean "overloaded".
+    pub overload: Option<Expr>,
 }
 
 #[derive(Default)]
@@ -96,7 +104,8 @@ impl Jitter {
 }
 
 const LIMITED_KEYS: &[&str] = &[
-    "name", "max", "rate", "burst", "wait", "queue", "reserve", "crate",
+    "name", "max", "rate", "burst", "wait", "queue", "reserve", "adaptive", "min", "initial",
+    "overload", "crate",
 ];
 const RETRY_KEYS: &[&str] = &[
     "attempts",
@@ -309,10 +318,38 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
     let mut reserve = Slot::default();
     let mut wait = Slot::default();
     let mut queue = Slot::default();
+    let mut adaptive = Slot::default();
+    let mut min = Slot::default();
+    let mut initial = Slot::default();
+    let mut overload = Slot::default();
     let mut refuses = None;
     for opt in &opts {
         let key = &opt.key;
         match key.to_string().as_str() {
+            "adaptive" => adaptive.set_with(key, errors, |errors| {
+                if let Some(v) = &opt.value {
+                    errors.spanned(
+                        v,
+                        "`adaptive` is a flag: write `adaptive`, not `adaptive = ...`",
+                    );
+                }
+                Some(())
+            }),
+            "min" => min.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "usize", errors)
+            }),
+            "initial" => initial.set_with(key, errors, |errors| {
+                count(value(opt, errors)?, key, "usize", errors)
+            }),
+            "overload" => overload.set_with(key, errors, |errors| {
+                not_literal(
+                    value(opt, errors)?,
+                    key,
+                    "a function or closure `fn(&E) -> bool`",
+                    errors,
+                )
+                .cloned()
+            }),
             "name" => name.set_with(key, errors, |errors| {
                 name_opt(value(opt, errors)?, key, "limiter", "\"address\"", errors)
             }),
@@ -369,10 +406,19 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
     }
     let has = |k: &str| opts.iter().find(|o| o.key == k).map(|o| &o.key);
     let (has_max, has_rate) = (has("max").is_some(), has("rate").is_some());
-    if !has_max && !has_rate {
+    let is_adaptive = has("adaptive").is_some();
+    for k in ["min", "initial", "overload"] {
+        if let (Some(key), false) = (has(k), is_adaptive) {
+            errors.spanned(
+                key,
+                format_args!("`{k}` needs `adaptive`: write e.g. `#[limited(name = \"s3\", adaptive, {k} = ...)]`, or remove `{k}`"),
+            );
+        }
+    }
+    if !has_max && !has_rate && !is_adaptive {
         errors.at(
             span,
-            "#[limited] needs `max` or `rate`: write #[limited(max = 10)], #[limited(name = \"service\", max = 10)] to share the limit, or #[limited(name = \"api\", rate = \"50/s\")]",
+            "#[limited] needs `max`, `rate` or `adaptive`: write #[limited(max = 10)], #[limited(name = \"service\", max = 10)] to share the limit, #[limited(name = \"api\", rate = \"50/s\")], or #[limited(name = \"s3\", adaptive)]",
         );
     }
     if let (Some(key), false) = (has("burst"), has_rate) {
@@ -381,11 +427,42 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
             "`burst` needs `rate`: write e.g. `rate = \"50/s\", burst = 10`",
         );
     }
-    if let (Some(key), false) = (has("reserve"), has_max) {
+    if let (Some(key), false) = (has("reserve"), has_max || is_adaptive) {
         errors.spanned(key, "`reserve` needs `max`: it keeps some of the `max` permits for online work, e.g. `max = 20, reserve = 5`");
     }
     let max = max.get();
     let reserve = reserve.get();
+    let (min, initial) = (min.get(), initial.get());
+    let int = |e: &Option<Expr>| match e.as_ref().and_then(lit) {
+        Some(Lit::Int(i)) => i.base10_parse::<usize>().ok(),
+        _ => None,
+    };
+    if is_adaptive {
+        let ceiling = if has_max { int(&max) } else { Some(1000) };
+        let (lo, start) = (int(&min), int(&initial));
+        if let (Some(lo), Some(hi)) = (lo, ceiling) {
+            if lo > hi {
+                errors.spanned(
+                    min.as_ref().unwrap(),
+                    format_args!("`min` ({lo}) is above `max` ({hi}): the floor of an adaptive limit must be at most its ceiling"),
+                );
+            }
+        }
+        if let Some(start) = start {
+            let below = lo.is_some_and(|lo| start < lo);
+            let above = ceiling.is_some_and(|hi| start > hi);
+            if below || above {
+                errors.spanned(
+                    initial.as_ref().unwrap(),
+                    format_args!(
+                        "`initial` ({start}) must be between `min` ({}) and `max` ({})",
+                        lo.unwrap_or(1),
+                        ceiling.map_or_else(|| "its value".to_owned(), |c| c.to_string())
+                    ),
+                );
+            }
+        }
+    }
     if let (Some(m), Some(r)) = (&max, &reserve) {
         if let (Some(Lit::Int(m)), Some(Lit::Int(r))) = (lit(m), lit(r)) {
             if let (Ok(m), Ok(rv)) = (m.base10_parse::<usize>(), r.base10_parse::<usize>()) {
@@ -405,6 +482,11 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
     if has_max && max.is_none() || has_rate && rate.is_none() {
         return None;
     }
+    let adaptive = adaptive.get().map(|()| Adaptive {
+        min,
+        initial,
+        overload: overload.get(),
+    });
     Some(Limited {
         name,
         max,
@@ -414,6 +496,7 @@ fn limited(span: Span, opts: Vec<Opt>, errors: &mut Errors) -> Option<Limited> {
         wait,
         queue,
         refuses,
+        adaptive,
     })
 }
 

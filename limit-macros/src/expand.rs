@@ -32,7 +32,7 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 
-use crate::config::{Breaker, Coalesce, Config, Limited, Retry, Timeout};
+use crate::config::{Adaptive, Breaker, Coalesce, Config, Limited, Retry, Timeout};
 
 pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let k = &config.krate;
@@ -57,7 +57,12 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // after the permit is taken: the function's own future holds the body,
     // with no wrapper future (and no second copy of the body's state)
     // around it.
-    if config.retry.is_none() && config.coalesce.is_none() && timeout.is_none() && breaker.is_none()
+    let adaptive = config.limited.as_ref().and_then(|l| l.adaptive.as_ref());
+    if config.retry.is_none()
+        && config.coalesce.is_none()
+        && timeout.is_none()
+        && breaker.is_none()
+        && adaptive.is_none()
     {
         let body = match &config.limited {
             Some(l) => {
@@ -119,12 +124,17 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         Some(b) => breaker_step(k, b, &exit, ret_span),
         None => (TokenStream::new(), TokenStream::new()),
     };
-    attempt = if timeout.is_some_and(|t| t.attempt.is_some()) || breaker.is_some() {
+    let signal = adaptive.map(|a| adaptive_signal(k, a, &permit, ret_span));
+    attempt = if timeout.is_some_and(|t| t.attempt.is_some())
+        || breaker.is_some()
+        || adaptive.is_some()
+    {
         quote!({
             #admit
             #take
             let (__limit_outcome, __limit_timed_out) = #attempt;
             #record
+            #signal
             __limit_outcome
         })
     } else if take.is_empty() {
@@ -253,10 +263,22 @@ fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
                 None => quote_spanned!(span=> #k::StaticLimiter::private(#label, #max)),
             }
         }
+        (None, name) if l.adaptive.is_some() => {
+            let max = quote!(#k::AdaptiveOptions::DEFAULT_MAX);
+            match name {
+                Some(name) => quote!(#k::StaticLimiter::new(#name, #max)),
+                None => quote!(#k::StaticLimiter::private(#label, #max)),
+            }
+        }
         (None, Some(name)) => quote!(#k::StaticLimiter::uncapped(#name)),
         (None, None) => quote!(#k::StaticLimiter::uncapped(#label).unshared()),
     };
     let mut options = TokenStream::new();
+    if let Some(a) = &l.adaptive {
+        let min = a.min.as_ref().map(|m| quote!(.min(#m)));
+        let initial = a.initial.as_ref().map(|i| quote!(.initial(#i)));
+        options.extend(quote!(.adaptive(#k::AdaptiveOptions::new() #min #initial)));
+    }
     if let Some(rate) = l.rate {
         let rate = rate.to_tokens(k);
         let burst = l.burst.map(|b| quote!(.with_burst(#b)));
@@ -389,6 +411,32 @@ fn breaker_step(
         __limit_trial.finish(__limit_timed_out || #failed);
     };
     (admit, record)
+}
+
+/// Tells an adaptive limiter how the attempt ended, giving its permit back:
+/// a timed-out attempt or an `overload` error is a drop, a success a
+/// latency sample, any other error nothing.
+fn adaptive_signal(k: &syn::Path, a: &Adaptive, permit: &Ident, ret_span: Span) -> TokenStream {
+    let outcome = match &a.overload {
+        // Needs a `Result`: checked at the user's return type.
+        Some(overload) => {
+            quote_spanned!(ret_span=> #k::__private::adaptive_outcome(&__limit_outcome, #overload))
+        }
+        // Any output: a `Result`'s errors are ignored, anything else is a
+        // success.
+        None => quote!({
+            #[allow(unused_imports)]
+            use #k::__private::{ObservedAny as _, ObservedResult as _};
+            (&#k::__private::Observed(&__limit_outcome)).outcome()
+        }),
+    };
+    quote! {
+        #permit.record(if __limit_timed_out {
+            #k::Outcome::Overloaded
+        } else {
+            #outcome
+        });
+    }
 }
 
 /// `tokens`, every one of them spanned at `span`.

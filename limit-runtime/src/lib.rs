@@ -13,8 +13,8 @@ mod timeout;
 pub use breaker::{breaker, breakers, Breaker, BreakerConfig, BreakerState, StaticBreaker};
 pub use error::{Error, ErrorKind};
 pub use limiter::{
-    limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, Permit,
-    StaticLimiter,
+    limiter, limiters, Acquire, AcquireOptions, AcquireWith, AdaptiveOptions, Limiter,
+    LimiterStats, Outcome, Permit, StaticLimiter,
 };
 pub use limiter::{ParseRateError, Rate};
 pub use timeout::StaticTimeout;
@@ -60,6 +60,10 @@ pub use timeout::StaticTimeout;
 /// | `wait` | duration | function | A call that cannot start within this time (waiting for a permit and for the rate together) fails with [`ErrorKind::WaitTimeout`]; its body never runs. |
 /// | `queue` | integer ≥ 0 | function | If this many calls already wait on the limiter, a new call fails at once with [`ErrorKind::QueueFull`] (`queue = 0`: never wait). |
 /// | `reserve` | integer ≥ 0, < `max` | name | Permits that [batch] work never takes, so an online call finds one free at once. |
+/// | `adaptive` | flag | name | The limit adapts to the service (below); `max` is its ceiling (default 1000). |
+/// | `min` | integer ≥ 1, default 1 | name | With `adaptive`: the floor. |
+/// | `initial` | integer in [`min`, `max`], default 20 (clamped) | name | With `adaptive`: where the limit starts. |
+/// | `overload` | path or closure `fn(&E) -> bool` | function | With `adaptive`: the errors that mean "the service is overloaded" (a 503, a 429, a throttling code). They lower the limit; without `overload`, only attempt timeouts (`#[timeout]`) do. |
 /// | `crate` | string literal path | — | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
 ///
 /// Options marked *name* belong to the limiter: every declaration sharing
@@ -162,6 +166,48 @@ pub use timeout::StaticTimeout;
 /// search(7).await; // an online call starts at once
 /// assert_eq!(t0.elapsed(), Duration::from_millis(100));
 /// # for j in job { j.await.unwrap(); }
+/// # }
+/// ```
+///
+/// An adaptive limit: no number to choose. The limiter finds how many calls
+/// the service takes at once from what every call tells it: a success is a
+/// latency sample, an `overload` error or an attempt timeout is a drop, and
+/// any other error is ignored. The limit climbs while calls succeed near the
+/// service's unloaded latency and the limit is in use, and falls,
+/// multiplicatively, on drops and when latency rises well above the
+/// baseline. The algorithm, with its formula and why, is at
+/// [`AdaptiveOptions`]; [`Permit::record`] does the same by hand.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::limited;
+/// use std::time::Duration;
+///
+/// #[derive(Debug)]
+/// enum S3Error { SlowDown, NotFound }
+///
+/// impl S3Error {
+///     fn is_throttle(&self) -> bool {
+///         matches!(self, S3Error::SlowDown)
+///     }
+/// }
+///
+/// #[limited(name = "doc-s3", adaptive, min = 2, max = 256, overload = S3Error::is_throttle)]
+/// async fn get_object(key: u64) -> Result<u64, S3Error> {
+///     tokio::time::sleep(Duration::from_millis(20)).await; // the service
+///     if key == 0 { Err(S3Error::NotFound) } else { Ok(key) }
+/// }
+///
+/// let calls: Vec<_> = (0..2000).map(|k| tokio::spawn(get_object(k))).collect();
+/// for c in calls {
+///     let _ = c.await.unwrap();
+/// }
+/// let s3 = limit_runtime::limiter("doc-s3").unwrap();
+/// let stats = s3.stats();
+/// assert_eq!(stats.baseline, Some(Duration::from_millis(20)));
+/// // This service never slows down: the limit only climbed.
+/// assert!(s3.limit() > 20 && s3.limit() <= 256);
+/// assert_eq!(stats.samples, 1999); // the `NotFound` was no sample
 /// # }
 /// ```
 ///
@@ -709,6 +755,77 @@ pub mod __private {
     #[inline]
     pub fn every_error<E: ?Sized>(_: &E) -> bool {
         true
+    }
+
+    /// The output of a function with `#[limited(overload = ...)]`.
+    #[diagnostic::on_unimplemented(
+        message = "`overload` needs the function to return `Result<T, E>`, not `{Self}`",
+        label = "not a `Result`",
+        note = "`overload = ...` picks the errors that mean \"overloaded\"; return a `Result`, or remove `overload`"
+    )]
+    pub trait OverloadResult {
+        /// The error type `overload` judges.
+        type Error;
+        /// The error, if the output is one.
+        fn error(&self) -> Option<&Self::Error>;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T, E> OverloadResult for Result<T, E> {
+        type Error = E;
+        #[inline]
+        fn error(&self) -> Option<&E> {
+            self.as_ref().err()
+        }
+    }
+
+    /// An adaptive limiter's signal from an attempt's outcome, with an
+    /// `overload` predicate.
+    #[inline]
+    pub fn adaptive_outcome<R: OverloadResult>(
+        outcome: &R,
+        overload: impl FnOnce(&R::Error) -> bool,
+    ) -> crate::Outcome {
+        match outcome.error() {
+            None => crate::Outcome::Success,
+            Some(e) if overload(e) => crate::Outcome::Overloaded,
+            Some(_) => crate::Outcome::Ignored,
+        }
+    }
+
+    /// An attempt's output, for an adaptive limiter without `overload`:
+    /// `(&Observed(&out)).outcome()` is `Success` for `Ok` and `Ignored`
+    /// for `Err` when `out` is a `Result`, and `Success` for any other
+    /// output (method resolution picks [`ObservedResult`] first).
+    pub struct Observed<'a, T>(pub &'a T);
+
+    /// [`Observed`] of a `Result`.
+    pub trait ObservedResult {
+        /// The signal.
+        fn outcome(&self) -> crate::Outcome;
+    }
+
+    impl<T, E> ObservedResult for Observed<'_, Result<T, E>> {
+        #[inline]
+        fn outcome(&self) -> crate::Outcome {
+            match self.0 {
+                Ok(_) => crate::Outcome::Success,
+                Err(_) => crate::Outcome::Ignored,
+            }
+        }
+    }
+
+    /// [`Observed`] of anything else.
+    pub trait ObservedAny {
+        /// The signal.
+        fn outcome(&self) -> crate::Outcome;
+    }
+
+    impl<T> ObservedAny for &Observed<'_, T> {
+        #[inline]
+        fn outcome(&self) -> crate::Outcome {
+            crate::Outcome::Success
+        }
     }
 
     /// Whether an attempt's outcome is a failure for the breaker.

@@ -7,7 +7,9 @@
 //! | `core.rs` | permits, the one queue, and the dispatcher that decides who starts |
 //! | `queue.rs` | the waiters: a FIFO list per class (online, batch) |
 //! | `rate.rs` | [`Rate`] and the GCRA gate that enforces it |
+//! | `adaptive.rs` | the adaptive limit: [`Outcome`]s in, a limit out |
 
+mod adaptive;
 mod core;
 mod queue;
 mod rate;
@@ -21,6 +23,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use self::adaptive::Adaptive;
+pub use self::adaptive::{AdaptiveOptions, Outcome};
 use self::core::{Core, Patience, Refusal, Waiter, MAX_PERMITS};
 pub(crate) use self::queue::Class;
 pub use self::rate::{ParseRateError, Rate};
@@ -69,6 +73,8 @@ struct Inner {
     name: Box<str>,
     named: bool,
     core: Core,
+    /// The controller of an adaptive limit.
+    adaptive: Option<Box<Adaptive>>,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -114,6 +120,20 @@ pub struct LimiterStats {
     pub wait_total_batch: Duration,
     /// Batch calls among `rejected_full` and `rejected_wait`.
     pub rejected_batch: u64,
+    /// Whether the limit is adaptive (see [`Limiter::adaptive`]).
+    pub adaptive: bool,
+    /// The lowest limit in force so far (for a fixed limiter, the limit).
+    pub limit_min_seen: usize,
+    /// The highest limit in force so far (for a fixed limiter, the limit).
+    pub limit_max_seen: usize,
+    /// Adaptive: the service's unloaded latency, as last measured.
+    pub baseline: Option<Duration>,
+    /// Adaptive: the median latency of the last window judged.
+    pub latency: Option<Duration>,
+    /// Adaptive: latency samples taken (bodies that succeeded).
+    pub samples: u64,
+    /// Adaptive: drops (overload errors and attempt timeouts).
+    pub overloads: u64,
 }
 
 /// How patient one call is: the options `wait` and `queue` of
@@ -185,18 +205,37 @@ fn public_max(max: usize) -> usize {
 }
 
 impl Limiter {
-    pub(crate) fn create(name: &str, named: bool, max: usize, rate: Option<Rate>) -> Limiter {
+    pub(crate) fn create(
+        name: &str,
+        named: bool,
+        max: usize,
+        rate: Option<Rate>,
+        adaptive: Option<AdaptiveOptions>,
+    ) -> Limiter {
+        let (core, adaptive) = match adaptive {
+            Some(options) => {
+                let (a, start) = Adaptive::new(name, options, max.min(MAX_PERMITS));
+                (Core::new(start, rate), Some(Box::new(a)))
+            }
+            None => (Core::new(max, rate), None),
+        };
         Limiter {
             inner: Arc::new(Inner {
                 name: name.into(),
                 named,
-                core: Core::new(max, rate),
+                core,
+                adaptive,
             }),
         }
     }
 
-    pub(crate) fn create_private(name: &str, max: usize, rate: Option<Rate>) -> Limiter {
-        let limiter = Limiter::create(name, false, max, rate);
+    pub(crate) fn create_private(
+        name: &str,
+        max: usize,
+        rate: Option<Rate>,
+        adaptive: Option<AdaptiveOptions>,
+    ) -> Limiter {
+        let limiter = Limiter::create(name, false, max, rate, adaptive);
         registry().private.push(limiter.clone());
         limiter
     }
@@ -227,7 +266,7 @@ impl Limiter {
         if let Some(entry) = reg.named.get(name) {
             return entry.limiter.clone();
         }
-        let limiter = Limiter::create(name, true, max, None);
+        let limiter = Limiter::create(name, true, max, None, None);
         reg.named.insert(
             name.into(),
             Entry {
@@ -236,6 +275,7 @@ impl Limiter {
                     max,
                     rate: None,
                     reserve: 0,
+                    adaptive: None,
                     file: at.file(),
                     line: at.line(),
                 },
@@ -254,7 +294,52 @@ impl Limiter {
     /// assert!(!mine.same_as(&Limiter::private("thumbnails", 4)));
     /// ```
     pub fn private(name: &str, max: usize) -> Limiter {
-        Limiter::create_private(name, max, None)
+        Limiter::create_private(name, max, None, None)
+    }
+
+    /// Creates a limiter of its own (like [`private`](Limiter::private))
+    /// whose limit adapts to the service, between `options`' `min` and
+    /// `max`: what `#[limited(adaptive)]` declares. `name` is a label.
+    ///
+    /// The limit follows the [`Outcome`] of each call: record it with
+    /// [`Permit::record`] (a permit merely dropped tells the limiter
+    /// nothing), or let [`run`](Limiter::run) record a success. The
+    /// algorithm, its formula and its parameters are described at
+    /// [`AdaptiveOptions`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use limit_runtime::{AdaptiveOptions, Limiter, Outcome};
+    ///
+    /// let s3 = Limiter::adaptive("doc-adaptive", 256, AdaptiveOptions::new().min(2));
+    /// assert!(s3.is_adaptive());
+    /// let permit = s3.acquire().await;
+    /// // ... call the service ...
+    /// let throttled = false;
+    /// permit.record(if throttled { Outcome::Overloaded } else { Outcome::Success });
+    /// assert_eq!(s3.stats().samples, 1);
+    /// # }
+    /// ```
+    pub fn adaptive(name: &str, max: usize, options: AdaptiveOptions) -> Limiter {
+        Limiter::create_private(name, max, None, Some(options))
+    }
+
+    /// Whether the limit is adaptive.
+    pub fn is_adaptive(&self) -> bool {
+        self.inner.adaptive.is_some()
+    }
+
+    #[inline]
+    fn permit(&self, class: Class) -> Permit<'_> {
+        let started = match &self.inner.adaptive {
+            None => 0,
+            Some(a) => a.now(),
+        };
+        Permit {
+            limiter: self,
+            class,
+            started,
+        }
     }
 
     #[inline]
@@ -272,14 +357,17 @@ impl Limiter {
         self.inner.named
     }
 
-    /// The configured concurrency limit; `usize::MAX` if there is no cap
-    /// (a limiter with only a rate).
+    /// The configured concurrency limit (an adaptive limit's ceiling);
+    /// `usize::MAX` if there is no cap (a limiter with only a rate).
     pub fn max(&self) -> usize {
-        public_max(self.core().max())
+        match &self.inner.adaptive {
+            Some(a) => a.ceiling(),
+            None => public_max(self.core().max()),
+        }
     }
 
-    /// The limit in force now: [`max`](Limiter::max) (`usize::MAX` if
-    /// uncapped).
+    /// The limit in force now: the adaptive limit, or
+    /// [`max`](Limiter::max) (`usize::MAX` if uncapped).
     pub fn limit(&self) -> usize {
         public_max(self.core().max())
     }
@@ -318,8 +406,14 @@ impl Limiter {
     /// assert_eq!(l.max(), 20);
     /// # }
     /// ```
+    ///
+    /// For an adaptive limiter this is the ceiling: the limit in force is
+    /// lowered to it if it is above.
     pub fn set_max(&self, max: usize) {
-        self.core().set_max(max);
+        match &self.inner.adaptive {
+            Some(a) => a.set_ceiling(max.min(MAX_PERMITS), self.core()),
+            None => self.core().set_max(max),
+        }
     }
 
     /// Changes the rate while the limiter is in use (`None` removes it).
@@ -390,9 +484,15 @@ impl Limiter {
     /// assert_eq!(l.run(async { "done" }).await, "done");
     /// # }
     /// ```
+    ///
+    /// Under an adaptive limit, a future that finishes is a success (a
+    /// latency sample); to report failures and overload, use
+    /// [`acquire`](Limiter::acquire) and [`Permit::record`].
     pub async fn run<F: Future>(&self, fut: F) -> F::Output {
-        let _permit = self.acquire().await;
-        fut.await
+        let permit = self.acquire().await;
+        let out = fut.await;
+        permit.record(Outcome::Success);
+        out
     }
 
     /// Waits, as long as it takes, until the caller may start. The permit is
@@ -451,20 +551,19 @@ impl Limiter {
         let class = crate::batch::class();
         // `then`, not `then_some`: a `Permit` built for nothing would give
         // back a permit never taken when it is dropped.
-        self.core().try_acquire(class).then(|| Permit {
-            limiter: self,
-            class,
-        })
+        self.core().try_acquire(class).then(|| self.permit(class))
     }
 
     /// A copy of the limiter's counters.
     pub fn stats(&self) -> LimiterStats {
         let core = self.core();
         let c = &core.counters;
+        let a = self.inner.adaptive.as_deref();
+        let limit = self.limit();
         LimiterStats {
             name: self.name().to_owned(),
             max: self.max(),
-            limit: self.limit(),
+            limit,
             rate: self.rate(),
             active: core.active(),
             waiting: core.waiting(),
@@ -480,6 +579,13 @@ impl Limiter {
             waited_batch: c.waited_batch.load(Ordering::Relaxed),
             wait_total_batch: Duration::from_nanos(c.wait_total_batch_ns.load(Ordering::Relaxed)),
             rejected_batch: c.rejected_batch.load(Ordering::Relaxed),
+            adaptive: self.inner.adaptive.is_some(),
+            limit_min_seen: a.map_or(limit, |a| a.limit_seen().0),
+            limit_max_seen: a.map_or(limit, |a| a.limit_seen().1),
+            baseline: a.and_then(Adaptive::baseline),
+            latency: a.and_then(Adaptive::latency),
+            samples: a.map_or(0, Adaptive::samples),
+            overloads: a.map_or(0, Adaptive::drops),
         }
     }
 
@@ -565,10 +671,7 @@ impl<'a> Future for AcquireWith<'a> {
         }
         match poll {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(Permit {
-                limiter,
-                class: this.waiter.class(),
-            })),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(limiter.permit(this.waiter.class()))),
             Poll::Ready(Err(refusal)) => {
                 let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
                 #[cfg(feature = "tracing")]
@@ -629,6 +732,33 @@ impl fmt::Debug for Acquire<'_> {
 pub struct Permit<'a> {
     limiter: &'a Limiter,
     class: Class,
+    /// Adaptive limiters: when the permit was granted (0 otherwise).
+    started: u64,
+}
+
+impl Permit<'_> {
+    /// Gives the permit back, telling an adaptive limiter how the body
+    /// ended (see [`Outcome`]); for a fixed limiter, the same as dropping
+    /// the permit.
+    ///
+    /// A permit dropped without `record` tells the limiter nothing: a body
+    /// cancelled or panicking is neither a sample nor a drop.
+    #[inline]
+    pub fn record(self, outcome: Outcome) {
+        if self.started != 0 {
+            self.record_slow(outcome);
+        }
+    }
+
+    #[cold]
+    fn record_slow(&self, outcome: Outcome) {
+        if let Some(a) = &self.limiter.inner.adaptive {
+            let core = self.limiter.core();
+            let limit = core.max();
+            let saturated = core.waiting() > 0 || core.active() * 10 >= limit * 9;
+            a.record(core, self.started, outcome, saturated);
+        }
+    }
 }
 
 impl Drop for Permit<'_> {

@@ -7,7 +7,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use super::core::{Patience, MAX_PERMITS};
-use super::{AcquireWith, Limiter, Origin, Rate};
+use super::{AcquireWith, AdaptiveOptions, Limiter, Origin, Rate};
 use crate::error::Written;
 
 pub(super) struct Registry {
@@ -28,6 +28,7 @@ pub(super) struct Declaration {
     pub(super) max: usize,
     pub(super) rate: Option<Rate>,
     pub(super) reserve: usize,
+    pub(super) adaptive: Option<AdaptiveOptions>,
     pub(super) file: &'static str,
     pub(super) line: u32,
 }
@@ -37,6 +38,7 @@ impl Declaration {
         self.max.min(MAX_PERMITS) == other.max.min(MAX_PERMITS)
             && self.rate == other.rate
             && self.reserve == other.reserve
+            && self.adaptive == other.adaptive
     }
 }
 
@@ -56,6 +58,14 @@ impl fmt::Display for Declaration {
         }
         if self.reserve != 0 {
             write!(f, ", reserve = {}", self.reserve)?;
+        }
+        if let Some(a) = self.adaptive {
+            write!(
+                f,
+                ", adaptive, min = {}, initial = {}",
+                a.get_min(),
+                a.get_initial()
+            )?;
         }
         write!(f, " at {}:{}", self.file, self.line)
     }
@@ -116,6 +126,7 @@ pub struct StaticLimiter {
     max: usize,
     rate: Option<Rate>,
     reserve: usize,
+    adaptive: Option<AdaptiveOptions>,
     patience: Patience,
     file: &'static str,
     line: u32,
@@ -141,6 +152,7 @@ impl StaticLimiter {
             max,
             rate: None,
             reserve: 0,
+            adaptive: None,
             patience: Patience::UNLIMITED,
             file: at.file(),
             line: at.line(),
@@ -186,6 +198,14 @@ impl StaticLimiter {
     /// [`Limiter::set_reserve`]).
     pub const fn reserve(mut self, reserve: usize) -> Self {
         self.reserve = reserve;
+        self
+    }
+
+    /// Makes the limit adaptive, with `max` (from
+    /// [`new`](StaticLimiter::new)) as its ceiling (a *name* option; see
+    /// [`Limiter::adaptive`]).
+    pub const fn adaptive(mut self, options: AdaptiveOptions) -> Self {
+        self.adaptive = Some(options);
         self
     }
 
@@ -241,7 +261,7 @@ impl StaticLimiter {
     #[cold]
     fn resolve(&self) -> Limiter {
         if !self.named {
-            let limiter = Limiter::create_private(self.name, self.max, self.rate);
+            let limiter = Limiter::create_private(self.name, self.max, self.rate, self.adaptive);
             limiter.set_reserve(self.reserve);
             return limiter;
         }
@@ -249,12 +269,13 @@ impl StaticLimiter {
             max: self.max,
             rate: self.rate,
             reserve: self.reserve,
+            adaptive: self.adaptive,
             file: self.file,
             line: self.line,
         };
         let mut reg = registry();
         let Some(entry) = reg.named.get(self.name) else {
-            let limiter = Limiter::create(self.name, true, self.max, self.rate);
+            let limiter = Limiter::create(self.name, true, self.max, self.rate, self.adaptive);
             limiter.set_reserve(self.reserve);
             let entry = Entry {
                 limiter: limiter.clone(),
@@ -269,7 +290,7 @@ impl StaticLimiter {
         if !first.same_options(&mine) && self.strict {
             panic!(
                 "limiter \"{}\" is declared twice with different options: {} and {}; \
-                 give both declarations the same `max`, `rate`, `burst` and `reserve`, or use two names \
+                 give both declarations the same `max`, `rate`, `burst`, `reserve` and `adaptive` options, or use two names \
                  (release builds keep the first declaration)",
                 self.name, first, mine
             );

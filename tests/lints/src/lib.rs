@@ -267,6 +267,43 @@ impl Fetch for Client {
     }
 }
 
+/// Adaptive, one line, any output.
+#[limited(name = "lints-adaptive", adaptive)]
+pub async fn adaptive_one_line(x: u64) -> u64 {
+    x
+}
+
+/// Adaptive, unit.
+#[limited(adaptive, min = 2, max = 50)]
+pub async fn adaptive_unit() {}
+
+impl E {
+    /// Whether the error means "overloaded".
+    #[must_use]
+    pub fn is_overload(&self) -> bool {
+        false
+    }
+}
+
+/// Adaptive with every option it combines with, one line.
+///
+/// # Errors
+///
+/// Never.
+#[limited(name = "lints-adaptive-all", adaptive, min = 2, initial = 4, max = 50, overload = E::is_overload, wait = "1s", queue = 10)]
+#[retry]
+#[timeout("1s")]
+#[coalesce]
+pub async fn adaptive_all(x: u64) -> Result<u64, E> {
+    Ok(x)
+}
+
+/// Adaptive, generic output.
+#[limited(name = "lints-adaptive-generic", adaptive, overload = |e| matches!(e, E))]
+pub async fn adaptive_generic<T: Send>(x: T) -> Result<T, E> {
+    Ok(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +334,9 @@ mod tests {
         assert_eq!(c.fetch(1).await.unwrap(), 3);
         assert_eq!(Arc::new(Client { n: 4 }).by_arc().await, 4);
         assert_eq!(c.by_value().await, 2);
+        assert_eq!(adaptive_one_line(3).await, 3);
+        adaptive_unit().await;
+        assert_eq!(adaptive_all(4).await.unwrap(), 4);
+        assert_eq!(adaptive_generic(5).await.unwrap(), 5);
     }
 }

@@ -1,0 +1,667 @@
+//! The adaptive limit: a concurrency limit that follows the service.
+//!
+//! The algorithm is documented on [`AdaptiveOptions`] (public docs).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::core::Core;
+
+/// How a body under an adaptive limiter ended: what it tells the limiter
+/// about the service's load. See [`Permit::record`](crate::Permit::record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The body succeeded: the time it held the permit is a latency sample.
+    Success,
+    /// The service is overloaded (a 503, a 429, a throttling error), or the
+    /// attempt timed out: the limit falls.
+    Overloaded,
+    /// Any other failure: no signal, and not a latency sample.
+    Ignored,
+}
+
+/// The options of an adaptive limit (`#[limited(adaptive, min = ..,
+/// initial = ..)]`); its ceiling is the limiter's `max`.
+///
+/// # The signals
+///
+/// Every call under an adaptive limiter ends with an [`Outcome`]:
+///
+/// * [`Outcome::Success`]: the body succeeded. The time it held its permit
+///   is a *latency sample*.
+/// * [`Outcome::Overloaded`]: the service said it is overloaded (an
+///   `overload` error: a 503, a 429, a throttling code) or the attempt timed
+///   out (`#[timeout]`). A *drop*.
+/// * [`Outcome::Ignored`]: any other failure. It says nothing about load,
+///   and its latency is not a sample: fast failures would look like a fast
+///   service (Netflix concurrency-limits #176).
+///
+/// # The controller
+///
+/// The limiter keeps a *baseline*, the service's unloaded latency, and
+/// judges the limit in *windows* of `clamp(limit / 2, 16, 64)` outcomes (a
+/// window ends early once `max(1, limit / 4)` of them are drops: a drop is
+/// a strong signal). Only calls that *started* after the limit last changed
+/// judge it: a call that started under the old limit says nothing about the
+/// new one, and this is also what keeps one burst of drops from cutting the
+/// limit again and again. At the end of a window, with `m` the median
+/// latency of its samples and `r = m / baseline`:
+///
+/// | window | new limit |
+/// |---|---|
+/// | a fraction `d` of its outcomes are drops | `limit × clamp(1 − d, 0.5, 0.9)` |
+/// | `r > 1.3`: calls queue inside the service | `limit × clamp(1.1 / r, 0.5, 0.95)` |
+/// | `r ≤ 1.1`, no drop, and the limit was in use | `limit + max(1, limit / 16)`; `limit × 2` until the first cut |
+/// | otherwise | unchanged |
+///
+/// always within `[min, max]`. *In use* means that for at least half of the
+/// window's outcomes, callers were queued or nine tenths of the limit was
+/// running: a limit nobody reaches never climbs. The window is judged by
+/// its median, not its mean or a maximum, so a slow tail (a few percent of
+/// calls ten times slower, which is the service's nature, not overload)
+/// does not move the limit, and neither does noise. Between 1.1 and 1.3
+/// the limit holds: the service is full, with a short queue of its own, and
+/// latency is near the baseline. Growth by a sixteenth overshoots 1.1 by
+/// little, so in steady state the median latency stays below about
+/// 1.2 × the baseline.
+///
+/// Timeouts are drops, never samples: a service that stops answering makes
+/// every call time out at the same latency, and a controller that took
+/// those as samples would see a steady latency and climb (concurrency-limits
+/// #137). Here windows of timeouts halve the limit until it reaches `min`.
+///
+/// # The baseline, and why it is re-measured
+///
+/// The baseline is the median latency of a *probe*: for 32 samples the
+/// limit drops to half of itself (at least `min`), so the service is far
+/// from full and the samples show its unloaded latency. The first probe runs
+/// at start-up (at half of `initial`); then one every 30 s, jittered by
+/// ±25 % (seeded per process and name, so processes sharing a service do
+/// not probe together). A window whose median is below 0.8 × the baseline
+/// (the service got faster) lowers it at once.
+///
+/// Nothing else raises the baseline. A controller that let it follow recent
+/// latencies would, while the service queues, take the queueing for the
+/// service's nature, and the limit and the baseline would drift up together
+/// (concurrency-limits #165). When three windows in a row cut the limit
+/// for latency alone, the baseline may be stale (the service got slower for
+/// good), so a probe runs at once, at half the limit from before those cuts;
+/// if it finds the service more than 25 % slower than before, the cuts were
+/// the stale baseline's doing and the limit goes back to where it was.
+///
+/// A probe costs little: half the limit for about 64 / limit latencies,
+/// every 30 s.
+///
+/// Lowering the limit never interrupts a running body: new starts wait
+/// until fewer than the new limit run.
+///
+/// # Example
+///
+/// ```
+/// use limit_runtime::{AdaptiveOptions, Limiter};
+///
+/// let s3 = Limiter::adaptive("doc-s3", 256, AdaptiveOptions::new().min(2).initial(16));
+/// assert_eq!(s3.limit(), 8); // measuring the unloaded latency first, at initial / 2
+/// assert_eq!(s3.max(), 256);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdaptiveOptions {
+    min: usize,
+    initial: usize,
+}
+
+impl AdaptiveOptions {
+    /// `initial` when it is not given (clamped into `[min, max]`).
+    pub const DEFAULT_INITIAL: usize = 20;
+    /// The ceiling (`max`) of `#[limited(adaptive)]` when it is not given.
+    pub const DEFAULT_MAX: usize = 1000;
+
+    /// `min = 1`, `initial = 20` (clamped into `[min, max]`).
+    pub const fn new() -> Self {
+        AdaptiveOptions {
+            min: 1,
+            initial: Self::DEFAULT_INITIAL,
+        }
+    }
+
+    /// The floor: the limit never falls below it (at least 1).
+    pub const fn min(mut self, min: usize) -> Self {
+        self.min = if min == 0 { 1 } else { min };
+        self
+    }
+
+    /// Where the limit starts (clamped into `[min, max]`).
+    pub const fn initial(mut self, initial: usize) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// The floor.
+    pub const fn get_min(&self) -> usize {
+        self.min
+    }
+
+    /// Where the limit starts, before clamping.
+    pub const fn get_initial(&self) -> usize {
+        self.initial
+    }
+}
+
+impl Default for AdaptiveOptions {
+    fn default() -> Self {
+        AdaptiveOptions::new()
+    }
+}
+
+/// The controller's constants (see the module docs).
+const TARGET: f64 = 1.1;
+const TOLERANCE: f64 = 1.3;
+const FASTER: f64 = 0.8;
+const PROBE_SAMPLES: usize = 32;
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+const STALE_AFTER_CUTS: u32 = 3;
+const SLOWER: f64 = 1.25;
+
+/// An adaptive limiter's controller and its published state.
+pub(crate) struct Adaptive {
+    min: usize,
+    ceiling: AtomicUsize,
+    epoch: Instant,
+    control: Mutex<Control>,
+    baseline_ns: AtomicU64,
+    latency_ns: AtomicU64,
+    limit_min_seen: AtomicUsize,
+    limit_max_seen: AtomicUsize,
+    samples: AtomicU64,
+    drops: AtomicU64,
+}
+
+enum Phase {
+    /// Measuring the baseline at a low limit; `resume` is the limit to go
+    /// back to, `if_slower` the one if the service turns out slower than
+    /// the old baseline said (the limit before the cuts a stale baseline
+    /// caused).
+    Probe {
+        resume: usize,
+        if_slower: usize,
+    },
+    Normal,
+}
+
+#[derive(Default)]
+struct Window {
+    latencies: Vec<u64>,
+    drops: u32,
+    saturated: u32,
+}
+
+impl Window {
+    fn events(&self) -> usize {
+        self.latencies.len() + self.drops as usize
+    }
+
+    fn clear(&mut self) {
+        self.latencies.clear();
+        self.drops = 0;
+        self.saturated = 0;
+    }
+}
+
+struct Control {
+    /// The limit decided (during a probe, the core runs lower).
+    limit: usize,
+    phase: Phase,
+    /// Nanoseconds since the epoch when the core's limit last changed:
+    /// calls that started before it do not judge the limit in force.
+    changed_at: u64,
+    window: Window,
+    baseline: Option<u64>,
+    slow_start: bool,
+    latency_cuts: u32,
+    /// The limit before the current run of latency cuts.
+    cut_from: usize,
+    next_probe: u64,
+    rng: u64,
+}
+
+/// What an event asks of the core.
+pub(crate) struct Decision(Option<usize>);
+
+fn window_size(limit: usize) -> usize {
+    (limit / 2).clamp(16, 64)
+}
+
+fn probe_limit(limit: usize, min: usize) -> usize {
+    limit.div_ceil(2).max(min).min(limit.max(min))
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
+}
+
+fn scale(limit: usize, factor: f64) -> usize {
+    // Truncation is the point: a cut always lowers by at least one.
+    let scaled = (limit as f64 * factor) as usize;
+    scaled.min(limit.saturating_sub(1))
+}
+
+impl Adaptive {
+    pub(crate) fn new(name: &str, options: AdaptiveOptions, max: usize) -> (Adaptive, usize) {
+        let max = max.max(1);
+        let min = options.min.clamp(1, max);
+        let initial = options.initial.clamp(min, max);
+        let probe = probe_limit(initial, min);
+        // Seeded per process and name: processes do not probe together.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
+        for b in name.bytes() {
+            seed = (seed ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let adaptive = Adaptive {
+            min,
+            ceiling: AtomicUsize::new(max),
+            epoch: Instant::now(),
+            control: Mutex::new(Control {
+                limit: initial,
+                phase: Phase::Probe {
+                    resume: initial,
+                    if_slower: initial,
+                },
+                changed_at: 0,
+                window: Window::default(),
+                baseline: None,
+                slow_start: true,
+                latency_cuts: 0,
+                cut_from: initial,
+                next_probe: u64::MAX,
+                rng: seed | 1,
+            }),
+            baseline_ns: AtomicU64::new(0),
+            latency_ns: AtomicU64::new(0),
+            limit_min_seen: AtomicUsize::new(probe),
+            limit_max_seen: AtomicUsize::new(probe),
+            samples: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+        };
+        (adaptive, probe)
+    }
+
+    /// Now, in nanoseconds since the controller was made (never 0: 0 means
+    /// "not timed" in a permit).
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        let ns = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+    }
+
+    pub(crate) fn ceiling(&self) -> usize {
+        self.ceiling.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn baseline(&self) -> Option<Duration> {
+        let ns = self.baseline_ns.load(Ordering::Relaxed);
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    pub(crate) fn latency(&self) -> Option<Duration> {
+        let ns = self.latency_ns.load(Ordering::Relaxed);
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    pub(crate) fn limit_seen(&self) -> (usize, usize) {
+        (
+            self.limit_min_seen.load(Ordering::Relaxed),
+            self.limit_max_seen.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        // The controller is consistent at every point a panic could start.
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new ceiling (`Limiter::set_max`); returns the limit to run now.
+    pub(crate) fn set_ceiling(&self, max: usize, core: &Core) {
+        let max = max.max(self.min);
+        self.ceiling.store(max, Ordering::Relaxed);
+        let run = {
+            let mut c = self.lock();
+            c.limit = c.limit.min(max);
+            if let Phase::Probe { resume, if_slower } = &mut c.phase {
+                *resume = (*resume).min(max);
+                *if_slower = (*if_slower).min(max);
+            }
+            core.max().min(max)
+        };
+        self.apply(core, run);
+    }
+
+    /// One body's outcome. `started` is when it got its permit (see
+    /// [`now`](Adaptive::now)); `saturated` whether, as it ended, callers
+    /// were queued or the limit was nearly all in use.
+    pub(crate) fn record(&self, core: &Core, started: u64, outcome: Outcome, saturated: bool) {
+        if outcome == Outcome::Ignored {
+            return;
+        }
+        let now = self.now();
+        match outcome {
+            Outcome::Success => self.samples.fetch_add(1, Ordering::Relaxed),
+            _ => self.drops.fetch_add(1, Ordering::Relaxed),
+        };
+        let decision = {
+            let mut c = self.lock();
+            // Started before (or at the very moment of) the last change:
+            // it says nothing about the limit in force.
+            if started <= c.changed_at {
+                return;
+            }
+            let latency = now.saturating_sub(started);
+            self.on_event(&mut c, now, latency, outcome, saturated)
+        };
+        if let Decision(Some(limit)) = decision {
+            self.apply(core, limit);
+        }
+    }
+
+    fn apply(&self, core: &Core, limit: usize) {
+        if core.max() != limit {
+            core.set_max(limit);
+        }
+        self.limit_min_seen.fetch_min(limit, Ordering::Relaxed);
+        self.limit_max_seen.fetch_max(limit, Ordering::Relaxed);
+    }
+
+    fn on_event(
+        &self,
+        c: &mut Control,
+        now: u64,
+        latency: u64,
+        outcome: Outcome,
+        saturated: bool,
+    ) -> Decision {
+        let ceiling = self.ceiling();
+        if let Phase::Probe { resume, if_slower } = c.phase {
+            if outcome == Outcome::Overloaded {
+                // Overloaded even at a quarter of the limit: no baseline to
+                // be had now; back off and measure later.
+                let limit = scale(resume, 0.5).max(self.min);
+                return self.end_probe(c, now, limit);
+            }
+            c.window.latencies.push(latency);
+            if c.window.latencies.len() < PROBE_SAMPLES {
+                return Decision(None);
+            }
+            let measured = median(&mut c.window.latencies).max(1);
+            let mut limit = resume;
+            if let Some(old) = c.baseline {
+                if measured as f64 > old as f64 * SLOWER {
+                    // The service is slower for good: the cuts were the
+                    // stale baseline's doing.
+                    limit = if_slower;
+                }
+            }
+            c.baseline = Some(measured);
+            self.baseline_ns.store(measured, Ordering::Relaxed);
+            return self.end_probe(c, now, limit.min(ceiling));
+        }
+
+        let w = &mut c.window;
+        match outcome {
+            Outcome::Success => w.latencies.push(latency),
+            _ => w.drops += 1,
+        }
+        w.saturated += u32::from(saturated);
+        // A drop is a strong signal: a quarter of the limit's worth ends
+        // the window early.
+        let dropped = w.drops as usize >= (c.limit / 4).max(1);
+        if w.events() < window_size(c.limit) && !dropped {
+            return Decision(None);
+        }
+
+        let limit = c.limit;
+        let events = w.events() as f64;
+        let drops = f64::from(w.drops);
+        let in_use = f64::from(w.saturated) * 2.0 >= events;
+        let mut factor = 1.0_f64;
+        let mut for_latency = false;
+        let mut grow = false;
+        if w.drops > 0 {
+            factor = (1.0 - drops / events).clamp(0.5, 0.9);
+        }
+        if !w.latencies.is_empty() {
+            let m = median(&mut w.latencies).max(1);
+            self.latency_ns.store(m, Ordering::Relaxed);
+            let mut baseline = c.baseline.unwrap_or(m);
+            if (m as f64) < baseline as f64 * FASTER {
+                baseline = m;
+                c.baseline = Some(m);
+                self.baseline_ns.store(m, Ordering::Relaxed);
+            }
+            let r = m as f64 / baseline as f64;
+            if r > TOLERANCE {
+                let f = (TARGET / r).clamp(0.5, 0.95);
+                if f < factor {
+                    factor = f;
+                    for_latency = w.drops == 0;
+                }
+            } else if w.drops == 0 && r <= TARGET && in_use {
+                grow = true;
+            }
+        }
+        w.clear();
+
+        let mut next = limit;
+        if factor < 1.0 {
+            next = scale(limit, factor);
+            c.slow_start = false;
+            if for_latency {
+                if c.latency_cuts == 0 {
+                    c.cut_from = limit;
+                }
+                c.latency_cuts += 1;
+            } else {
+                c.latency_cuts = 0;
+            }
+        } else {
+            c.latency_cuts = 0;
+            if grow {
+                next = if c.slow_start {
+                    limit.saturating_mul(2)
+                } else {
+                    limit + (limit / 16).max(1)
+                };
+            }
+        }
+        next = next.clamp(self.min, ceiling.max(self.min));
+        c.limit = next;
+
+        let stale = c.latency_cuts >= STALE_AFTER_CUTS;
+        if now >= c.next_probe || stale {
+            let if_slower = if stale { c.cut_from.max(next) } else { next };
+            c.latency_cuts = 0;
+            c.phase = Phase::Probe {
+                resume: next,
+                if_slower,
+            };
+            c.changed_at = now;
+            // Half of the higher of the two: enough concurrency for a
+            // quick probe, still far from full if the service is.
+            return Decision(Some(probe_limit(if_slower, self.min)));
+        }
+        if next != limit {
+            c.changed_at = now;
+            return Decision(Some(next));
+        }
+        Decision(None)
+    }
+
+    fn end_probe(&self, c: &mut Control, now: u64, limit: usize) -> Decision {
+        c.phase = Phase::Normal;
+        c.limit = limit;
+        c.changed_at = now;
+        c.window.clear();
+        // 30 s, ±25 %.
+        c.rng ^= c.rng << 13;
+        c.rng ^= c.rng >> 7;
+        c.rng ^= c.rng << 17;
+        let spread = (c.rng % 1000) as f64 / 1000.0; // [0, 1)
+        let every = PROBE_EVERY.as_nanos() as f64 * (0.75 + 0.5 * spread);
+        c.next_probe = now.saturating_add(every as u64);
+        Decision(Some(limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller(min: usize, initial: usize, max: usize) -> (Adaptive, Core) {
+        let (a, probe) = Adaptive::new(
+            "unit",
+            AdaptiveOptions::new().min(min).initial(initial),
+            max,
+        );
+        (a, Core::new(probe, None))
+    }
+
+    /// Feeds `n` events of one kind, each starting after the last change.
+    fn feed(a: &Adaptive, core: &Core, n: usize, latency: u64, outcome: Outcome, saturated: bool) {
+        for _ in 0..n {
+            let changed = a.lock().changed_at;
+            let now = a.now();
+            let started = changed.max(now.saturating_sub(latency)).max(1);
+            // Record as though the call ran `latency` from `started`.
+            let mut c = a.lock();
+            if started < c.changed_at {
+                continue;
+            }
+            let d = a.on_event(&mut c, started + latency, latency, outcome, saturated);
+            drop(c);
+            if let Decision(Some(l)) = d {
+                a.apply(core, l);
+            }
+        }
+    }
+
+    fn finish_probe(a: &Adaptive, core: &Core, latency: u64) {
+        feed(a, core, PROBE_SAMPLES, latency, Outcome::Success, true);
+        assert!(matches!(a.lock().phase, Phase::Normal));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_with_a_probe_at_half_of_initial() {
+        let (a, core) = controller(1, 20, 100);
+        assert_eq!(core.max(), 10);
+        finish_probe(&a, &core, 1_000_000);
+        assert_eq!(core.max(), 20);
+        assert_eq!(a.baseline(), Some(Duration::from_millis(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn doubles_while_starting_then_grows_by_a_sixteenth() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        feed(
+            &a,
+            &core,
+            window_size(20),
+            1_000_000,
+            Outcome::Success,
+            true,
+        );
+        assert_eq!(core.max(), 40);
+        // Queueing in the service: cut, and leave slow start.
+        feed(
+            &a,
+            &core,
+            window_size(40),
+            2_000_000,
+            Outcome::Success,
+            true,
+        );
+        assert_eq!(core.max(), 22); // 40 × 0.55
+        feed(
+            &a,
+            &core,
+            window_size(22),
+            1_000_000,
+            Outcome::Success,
+            true,
+        );
+        assert_eq!(core.max(), 23);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_grows_when_the_limit_is_not_in_use() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        feed(&a, &core, 200, 1_000_000, Outcome::Success, false);
+        assert_eq!(core.max(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_between_target_and_tolerance() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        feed(&a, &core, 200, 1_150_000, Outcome::Success, true);
+        assert_eq!(core.max(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drops_cut_and_timeouts_reach_min() {
+        let (a, core) = controller(2, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        feed(&a, &core, 500, 1_000_000, Outcome::Overloaded, true);
+        assert_eq!(core.max(), 2);
+        assert_eq!(a.limit_seen().0, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_tail_does_not_move_the_limit() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        // Settle: leave slow start with one cut, then hold at 1.15.
+        for i in 0..400 {
+            let latency = if i % 20 == 0 { 10_000_000 } else { 1_150_000 };
+            feed(&a, &core, 1, latency, Outcome::Success, true);
+        }
+        assert_eq!(core.max(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_latency_cuts_in_a_row_reprobe_the_baseline() {
+        let (a, core) = controller(1, 64, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        // The service became twice as slow for good.
+        for _ in 0..3 {
+            let limit = core.max();
+            feed(
+                &a,
+                &core,
+                window_size(limit),
+                2_000_000,
+                Outcome::Success,
+                true,
+            );
+        }
+        assert!(matches!(a.lock().phase, Phase::Probe { .. }));
+        finish_probe(&a, &core, 2_000_000);
+        assert_eq!(a.baseline(), Some(Duration::from_millis(2)));
+        // Back to the limit before the cuts.
+        assert_eq!(core.max(), 64);
+    }
+}
