@@ -39,6 +39,9 @@ async fn main() -> ExitCode {
     if options.outage {
         return outage(&options).await;
     }
+    if options.adaptive {
+        return adaptive(&options).await;
+    }
     intro(&options);
     let customers = demo::data::customers(options.items, options.seed);
     let modes = match options.only {
@@ -143,6 +146,98 @@ async fn outage(options: &Options) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Three ways to call a service whose capacity the client does not know,
+/// while it is scaled up.
+async fn adaptive(options: &Options) -> ExitCode {
+    use demo::scale::{self, Strategy};
+    println!(
+        "{} addresses fetched from an address service that takes {} requests at once at full speed",
+        scale::ITEMS,
+        scale::START_CAPACITY
+    );
+    println!(
+        "(~15 ms each, slower beyond that, 503 past twice that) and is scaled up to {} at {:.1} s.",
+        scale::SCALED_CAPACITY,
+        scale::SCALE_AT.as_secs_f64()
+    );
+    println!("The client does not know any of this. Three runs:");
+    println!("  fixed rate:  #[limited(name = \"scale-rate\", rate = \"500/s\", burst = 10)], a cautious compromise");
+    println!(
+        "  fixed limit: #[limited(name = \"scale-fixed\", max = {})], the capacity as documented",
+        scale::START_CAPACITY
+    );
+    println!("  adaptive:    #[limited(name = \"scale-adaptive\", adaptive, overload = ApiError::is_overload)]");
+    println!();
+    let mut reports = Vec::new();
+    for strategy in Strategy::SCALED.into_iter().chain(Strategy::STEADY) {
+        match scale::run_scale(strategy, options.seed).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("error: the {} run failed: {e}", strategy.label());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    scale_table(&reports[..3]);
+    println!();
+    let (limit, adaptive) = (&reports[1], &reports[2]);
+    say(
+        "adaptive:",
+        &format!(
+            "finished in {} against {} for the fixed limit, with {} 503s, and ended at a limit of {}              for a service that now takes {} at once: nobody chose that number.",
+            secs(adaptive.wall),
+            secs(limit.wall),
+            adaptive.shed,
+            adaptive.settled,
+            scale::SCALED_CAPACITY
+        ),
+    );
+    println!();
+    println!(
+        "The same job against a service that takes {} at once throughout, with the right",
+        scale::SCALED_CAPACITY
+    );
+    println!("fixed limit known in advance, and with a fresh adaptive limit:");
+    println!();
+    scale_table(&reports[3..]);
+    println!();
+    let (known, steady) = (&reports[3], &reports[4]);
+    say(
+        "adaptive:",
+        &format!(
+            "{:.2}× the right fixed limit's throughput, without knowing it.",
+            known.wall.as_secs_f64() / steady.wall.as_secs_f64()
+        ),
+    );
+    ExitCode::SUCCESS
+}
+
+fn scale_table(reports: &[demo::scale::ScaleReport]) {
+    use demo::scale;
+    print!("  {:<34}", "");
+    for r in reports {
+        print!(" {:>15}", r.strategy.label());
+    }
+    println!();
+    let row = |name: &str, f: &dyn Fn(&scale::ScaleReport) -> String| {
+        print!("  {name:<34}");
+        for r in reports {
+            print!(" {:>15}", f(r));
+        }
+        println!();
+    };
+    row("wall time", &|r| secs(r.wall));
+    row("addresses fetched", &|r| {
+        format!("{}/{}", r.ok, scale::ITEMS)
+    });
+    row("503s (the service overloaded)", &|r| r.shed.to_string());
+    row("other failures", &|r| r.other_errors.to_string());
+    row("peak in flight, seen by the service", &|r| {
+        r.peak_in_flight.to_string()
+    });
+    row("the limit it settled on", &|r| r.settled.clone());
 }
 
 fn intro(options: &Options) {

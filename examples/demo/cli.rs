@@ -3,7 +3,7 @@
 use super::job::Mode;
 
 pub const USAGE: &str = "\
-usage: cargo run --release --example batch -- [--items N] [--seed S] [--only naive|limited|batch] [--outage]
+usage: cargo run --release --example batch -- [--items N] [--seed S] [--only naive|limited|batch] [--outage] [--adaptive]
 
   --items N               customers to process, 1 to 50000 (default 3000)
   --seed S                seed for the data, latencies and failures (default 1)
@@ -11,6 +11,8 @@ usage: cargo run --release --example batch -- [--items N] [--seed S] [--only nai
                           run one of the three jobs only (default all three)
   --outage                instead: the limited job while the address service is down
                           for 2 s, without and with a circuit breaker
+  --adaptive              instead: fetch 2000 addresses without knowing the service's
+                          capacity, while it is scaled up: fixed rate, fixed limit, adaptive
   -h, --help              print this help";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Options {
     pub only: Option<Mode>,
     /// Run the outage comparison instead.
     pub outage: bool,
+    /// Run the adaptive-limit comparison instead.
+    pub adaptive: bool,
 }
 
 impl Default for Options {
@@ -30,6 +34,7 @@ impl Default for Options {
             seed: 1,
             only: None,
             outage: false,
+            adaptive: false,
         }
     }
 }
@@ -61,6 +66,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--outage" => options.outage = true,
+            "--adaptive" => options.adaptive = true,
             "--items" => {
                 let v = value()?;
                 options.items = match v.parse::<usize>() {

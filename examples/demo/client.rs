@@ -54,6 +54,12 @@ impl ApiError {
         }
     }
 
+    /// The service says it is overloaded (a `503`): for an adaptive
+    /// limit's `overload`.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, ApiError::Unavailable { .. })
+    }
+
     /// The service's own delay for the next attempt (`Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod data;
 pub mod job;
+pub mod scale;
 pub mod service;
 
 /// SplitMix64 over a seed and a few words: the same inputs always give the

@@ -126,7 +126,11 @@ pub struct ServiceStats {
 
 struct Shared {
     name: &'static str,
-    capacity: usize,
+    /// Changed by [`Service::set_capacity`] (the service scaled).
+    capacity: AtomicUsize,
+    /// Whether 1.5 % of requests fail with a `500` and 1 % with a short
+    /// `503`, whatever the load.
+    failures: std::sync::atomic::AtomicBool,
     seed: u64,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
@@ -162,7 +166,8 @@ impl Shared {
             self.down.fetch_add(1, Ordering::Relaxed);
             return (StatusCode::SERVICE_UNAVAILABLE, "down\n").into_response();
         }
-        if now > self.capacity * SHED_FACTOR {
+        let capacity = self.capacity.load(Ordering::SeqCst);
+        if now > capacity * SHED_FACTOR {
             self.shed.fetch_add(1, Ordering::Relaxed);
             return unavailable("overloaded", SHED_HINT);
         }
@@ -175,9 +180,13 @@ impl Shared {
         let h = mix(self.seed, &[endpoint.tag(), id, asked]);
         // ±25 % around the endpoint's latency, slower in proportion to the
         // load beyond capacity.
-        let load = now.max(self.capacity) as f64 / self.capacity as f64;
+        let load = now.max(capacity) as f64 / capacity as f64;
         let latency = endpoint.latency().mul_f64((0.75 + 0.5 * unit(h)) * load);
-        let draw = (h >> 20) % 1000;
+        let draw = if self.failures.load(Ordering::Relaxed) {
+            (h >> 20) % 1000
+        } else {
+            1000
+        };
         if draw < ERROR_PER_MILLE {
             tokio::time::sleep(latency / 2).await;
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -196,7 +205,7 @@ impl Shared {
     fn stats(&self) -> ServiceStats {
         ServiceStats {
             name: self.name,
-            capacity: self.capacity,
+            capacity: self.capacity.load(Ordering::SeqCst),
             requests: self.requests.load(Ordering::Relaxed),
             ok: self.ok.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
@@ -277,7 +286,8 @@ impl Service {
     ) -> io::Result<Service> {
         let shared = Arc::new(Shared {
             name,
-            capacity,
+            capacity: AtomicUsize::new(capacity),
+            failures: std::sync::atomic::AtomicBool::new(true),
             seed,
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -323,6 +333,23 @@ impl Service {
         self.shared.is_down.store(down, Ordering::SeqCst);
     }
 
+    /// The address service alone, with this capacity, and without the
+    /// random failures unless `failures`: for the adaptive-limit run.
+    pub async fn addresses(seed: u64, capacity: usize, failures: bool) -> io::Result<Service> {
+        let routes = Router::new().route("/addresses/{id}", get(address));
+        let service = Service::start("addresses", capacity, seed, routes).await?;
+        service.shared.failures.store(failures, Ordering::Relaxed);
+        Ok(service)
+    }
+
+    /// Scales the service: from now on it handles `capacity` requests at
+    /// once at full speed (and sheds load past twice that).
+    pub fn set_capacity(&self, capacity: usize) {
+        self.shared
+            .capacity
+            .store(capacity.max(1), Ordering::SeqCst);
+    }
+
     /// A handle that can start and end an outage from another task.
     pub fn clone_handle(&self) -> OutageSwitch {
         OutageSwitch(self.shared.clone())
@@ -340,7 +367,7 @@ impl Service {
     }
 }
 
-/// Starts and ends an outage of a [`Service`].
+/// Starts and ends an outage of a [`Service`], or scales it.
 #[derive(Clone)]
 pub struct OutageSwitch(Arc<Shared>);
 
@@ -348,6 +375,11 @@ impl OutageSwitch {
     /// See [`Service::set_down`].
     pub fn set_down(&self, down: bool) {
         self.0.is_down.store(down, Ordering::SeqCst);
+    }
+
+    /// See [`Service::set_capacity`].
+    pub fn set_capacity(&self, capacity: usize) {
+        self.0.capacity.store(capacity.max(1), Ordering::SeqCst);
     }
 }
 

@@ -192,6 +192,14 @@ fn the_command_line_rejects_bad_input_with_a_message() {
             seed: 9,
             only: Some(Mode::Naive),
             outage: false,
+            adaptive: false,
+        }))
+    );
+    assert_eq!(
+        parse(&["--adaptive"]),
+        Ok(Command::Run(Options {
+            adaptive: true,
+            ..Options::default()
         }))
     );
     assert_eq!(parse(&["-h"]), Ok(Command::Help));
@@ -209,4 +217,26 @@ fn the_command_line_rejects_bad_input_with_a_message() {
         let err = parse(bad).expect_err(&format!("{bad:?} is rejected"));
         assert!(err.contains(says), "{bad:?}: {err}");
     }
+}
+
+// The adaptive-limit run (`--adaptive`): what it claims that does not depend
+// on how fast this machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_run_accounts_for_every_item_and_stays_within_the_service() {
+    use demo::scale::{self, Strategy};
+    let fixed = scale::run_scale(Strategy::FixedLimit, SEED).await.unwrap();
+    let adaptive = scale::run_scale(Strategy::Adaptive, SEED).await.unwrap();
+    for r in [&fixed, &adaptive] {
+        assert_eq!(r.ok + r.shed + r.other_errors, scale::ITEMS, "{r:#?}");
+        assert_eq!(r.other_errors, 0, "{r:#?}");
+    }
+    // The fixed limit never goes past the number it was given...
+    assert_eq!(fixed.peak_in_flight, scale::START_CAPACITY);
+    assert_eq!(fixed.shed, 0);
+    // ...the adaptive one found its own, with at most 1 % overload answers.
+    assert!(adaptive.shed <= scale::ITEMS / 100, "{adaptive:#?}");
+    let l = limit_runtime::limiter("scale-adaptive").unwrap();
+    let stats = l.stats();
+    assert!(stats.adaptive && stats.samples > 1000, "{stats:#?}");
+    assert!(stats.baseline.is_some(), "{stats:#?}");
 }
