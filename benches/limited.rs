@@ -52,6 +52,13 @@ async fn attribute_options(x: u64) -> Result<u64, limit_runtime::Error> {
     Ok(work(x))
 }
 
+/// An adaptive limit times every call and takes the controller's lock to
+/// record it: what that costs when nothing waits.
+#[limited(name = "bench-uncontended-adaptive", adaptive, max = 8)]
+async fn attribute_adaptive(x: u64) -> u64 {
+    work(x)
+}
+
 // -- a rate far above the call rate: never throttled -----------------------
 
 /// governor, the way its README shows: a direct limiter and `until_ready`.
@@ -96,6 +103,8 @@ enum Variant {
     Governor,
     /// `#[limited(rate = ...)]`
     Rate,
+    /// `#[limited(adaptive, max = 8)]`
+    Adaptive,
 }
 
 impl Variant {
@@ -107,6 +116,7 @@ impl Variant {
             Variant::Options => "#[limited] wait+queue",
             Variant::Governor => "governor until_ready",
             Variant::Rate => "#[limited] rate",
+            Variant::Adaptive => "#[limited] adaptive",
         }
     }
 }
@@ -122,6 +132,7 @@ fn uncontended(rt: &Runtime, v: Variant, iters: u64) -> Duration {
                 Variant::Options => attribute_options(i).await.unwrap(),
                 Variant::Governor => governed(i).await,
                 Variant::Rate => rated(i).await,
+                Variant::Adaptive => attribute_adaptive(i).await,
             };
             black_box(out);
         }
@@ -398,6 +409,7 @@ fn summary() {
             Variant::Options,
             Variant::Governor,
             Variant::Rate,
+            Variant::Adaptive,
         ],
         31,
         per_call,
@@ -444,6 +456,11 @@ fn summary() {
         "uncontended ns/call: Semaphore vs #[limited] wait+queue",
         un[1],
         un[3],
+    );
+    row(
+        "uncontended ns/call: Semaphore vs #[limited] adaptive",
+        un[1],
+        un[6],
     );
     row(
         "never throttled ns/call: governor vs #[limited] rate",

@@ -59,8 +59,9 @@ pub enum Outcome {
 /// | otherwise | unchanged |
 ///
 /// always within `[min, max]`. *In use* means that for at least half of the
-/// window's outcomes, callers were queued or nine tenths of the limit was
-/// running: a limit nobody reaches never climbs. The window is judged by
+/// window's outcomes, nine tenths of the limit or more was running: a limit
+/// nobody reaches (too few callers, or a `rate` that holds them back) never
+/// climbs. The window is judged by
 /// its median, not its mean or a maximum, so a slow tail (a few percent of
 /// calls ten times slower, which is the service's nature, not overload)
 /// does not move the limit, and neither does noise. Between 1.1 and 1.3
@@ -351,8 +352,8 @@ impl Adaptive {
     }
 
     /// One body's outcome. `started` is when it got its permit (see
-    /// [`now`](Adaptive::now)); `saturated` whether, as it ended, callers
-    /// were queued or the limit was nearly all in use.
+    /// [`now`](Adaptive::now)); `saturated` whether, as it ended, the limit
+    /// was nearly all in use.
     pub(crate) fn record(&self, core: &Core, started: u64, outcome: Outcome, saturated: bool) {
         if outcome == Outcome::Ignored {
             return;

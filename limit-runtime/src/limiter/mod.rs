@@ -755,7 +755,9 @@ impl Permit<'_> {
         if let Some(a) = &self.limiter.inner.adaptive {
             let core = self.limiter.core();
             let limit = core.max();
-            let saturated = core.waiting() > 0 || core.active() * 10 >= limit * 9;
+            // Nine tenths of the limit running: the limit is what holds
+            // calls back (callers queued for a rate slot do not count).
+            let saturated = core.active() * 10 >= limit * 9;
             a.record(core, self.started, outcome, saturated);
         }
     }
