@@ -55,20 +55,19 @@ pub enum Outcome {
 /// |---|---|
 /// | a fraction `d` of its outcomes are drops | `limit × clamp(1 − d, 0.5, 0.9)` |
 /// | `r > 1.3`: calls queue inside the service | `limit × clamp(1.1 / r, 0.5, 0.95)` |
-/// | `r ≤ 1.1`, no drop, and the limit was in use | `limit + max(1, limit / 16)`; `limit × 2` until the first cut |
+/// | `r ≤ 1.05`, no drop, and the limit was in use | `limit + max(1, limit / 16)`; `limit × 2` until the first cut |
 /// | otherwise | unchanged |
 ///
 /// always within `[min, max]`. *In use* means that for at least half of the
 /// window's outcomes, nine tenths of the limit or more was running: a limit
 /// nobody reaches (too few callers, or a `rate` that holds them back) never
-/// climbs. The window is judged by
-/// its median, not its mean or a maximum, so a slow tail (a few percent of
-/// calls ten times slower, which is the service's nature, not overload)
-/// does not move the limit, and neither does noise. Between 1.1 and 1.3
-/// the limit holds: the service is full, with a short queue of its own, and
-/// latency is near the baseline. Growth by a sixteenth overshoots 1.1 by
-/// little, so in steady state the median latency stays below about
-/// 1.2 × the baseline.
+/// climbs. The window is judged by its median, not its mean or a maximum,
+/// so a slow tail (a few percent of calls ten times slower, which is the
+/// service's nature, not overload) does not move the limit, and neither
+/// does noise. Between 1.05 and 1.3 the limit holds: the service is full,
+/// with a short queue of its own, and latency is near the baseline. A cut
+/// aims at 1.1, and growth by a sixteenth overshoots 1.05 by little, so in
+/// steady state the median latency stays within about 1.15 × the baseline.
 ///
 /// Timeouts are drops, never samples: a service that stops answering makes
 /// every call time out at the same latency, and a controller that took
@@ -160,6 +159,7 @@ impl Default for AdaptiveOptions {
 
 /// The controller's constants (see the module docs).
 const TARGET: f64 = 1.1;
+const GROW_BELOW: f64 = 1.05;
 const TOLERANCE: f64 = 1.3;
 const FASTER: f64 = 0.8;
 const PROBE_SAMPLES: usize = 32;
@@ -169,6 +169,8 @@ const SLOWER: f64 = 1.25;
 
 /// An adaptive limiter's controller and its published state.
 pub(crate) struct Adaptive {
+    #[cfg(feature = "tracing")]
+    name: Box<str>,
     min: usize,
     ceiling: AtomicUsize,
     epoch: Instant,
@@ -263,6 +265,8 @@ impl Adaptive {
             seed = (seed ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         let adaptive = Adaptive {
+            #[cfg(feature = "tracing")]
+            name: name.into(),
             min,
             ceiling: AtomicUsize::new(max),
             epoch: Instant::now(),
@@ -380,6 +384,16 @@ impl Adaptive {
 
     fn apply(&self, core: &Core, limit: usize) {
         if core.max() != limit {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                target: "limit_runtime::adaptive",
+                limiter = &*self.name,
+                from = core.max(),
+                to = limit,
+                baseline = ?self.baseline(),
+                latency = ?self.latency(),
+                "adaptive limit changed"
+            );
             core.set_max(limit);
         }
         self.limit_min_seen.fetch_min(limit, Ordering::Relaxed);
@@ -459,7 +473,7 @@ impl Adaptive {
                     factor = f;
                     for_latency = w.drops == 0;
                 }
-            } else if w.drops == 0 && r <= TARGET && in_use {
+            } else if w.drops == 0 && r <= GROW_BELOW && in_use {
                 grow = true;
             }
         }
