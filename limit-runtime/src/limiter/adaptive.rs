@@ -76,25 +76,33 @@ pub enum Outcome {
 ///
 /// # The baseline, and why it is re-measured
 ///
-/// The baseline is the median latency of a *probe*: for 32 samples the
-/// limit drops to half of itself (at least `min`), so the service is far
-/// from full and the samples show its unloaded latency. The first probe runs
-/// at start-up (at half of `initial`); then one every 30 s, jittered by
-/// ±25 % (seeded per process and name, so processes sharing a service do
-/// not probe together). A window whose median is below 0.8 × the baseline
-/// (the service got faster) lowers it at once.
+/// The baseline is the median latency of a *probe*: the limit drops to half
+/// of itself (at least `min`), so the service is far from full and the
+/// samples show its unloaded latency. The probe measures every call that
+/// starts within three times the first sample's latency, and waits for
+/// them to finish (six times), widening the span until it has 32 samples:
+/// a median of the first calls to *finish* would favour the fast ones. The
+/// first probe runs at start-up, at `initial` itself, so the limit starts
+/// where `initial` says; the second 5 s later, at half the limit, in case `initial` was
+/// already more than the service takes; then one every 30 s. Each interval
+/// is jittered by ±25 % (seeded per process and name, so processes sharing
+/// a service do not probe together). A window whose median is below
+/// 0.8 × the baseline (the service got faster, or the baseline is off)
+/// starts a probe at once: one window is too few samples to move the
+/// baseline by itself.
 ///
-/// Nothing else raises the baseline. A controller that let it follow recent
+/// Only probes set the baseline. A controller that let it follow recent
 /// latencies would, while the service queues, take the queueing for the
 /// service's nature, and the limit and the baseline would drift up together
-/// (concurrency-limits #165). When three windows in a row cut the limit
-/// for latency alone, the baseline may be stale (the service got slower for
-/// good), so a probe runs at once, at half the limit from before those cuts;
-/// if it finds the service more than 25 % slower than before, the cuts were
-/// the stale baseline's doing and the limit goes back to where it was.
+/// (concurrency-limits #165). When three windows cut the limit for
+/// latency alone with no growth in between, the baseline may be stale (the
+/// service got slower for good), so a probe runs at once, at half the
+/// limit from before those cuts; if it finds the service more than 25 %
+/// slower than before, the cuts were the stale baseline's doing and the
+/// limit goes back to where it was.
 ///
-/// A probe costs little: half the limit for about 64 / limit latencies,
-/// every 30 s.
+/// A probe costs little: half the limit for about six latencies, every
+/// 30 s.
 ///
 /// Lowering the limit never interrupts a running body: new starts wait
 /// until fewer than the new limit run.
@@ -105,7 +113,7 @@ pub enum Outcome {
 /// use limit_runtime::{AdaptiveOptions, Limiter};
 ///
 /// let s3 = Limiter::adaptive("doc-s3", 256, AdaptiveOptions::new().min(2).initial(16));
-/// assert_eq!(s3.limit(), 8); // measuring the unloaded latency first, at initial / 2
+/// assert_eq!(s3.limit(), 16); // it starts at `initial`
 /// assert_eq!(s3.max(), 256);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,6 +172,7 @@ const TOLERANCE: f64 = 1.3;
 const FASTER: f64 = 0.8;
 const PROBE_SAMPLES: usize = 32;
 const PROBE_EVERY: Duration = Duration::from_secs(30);
+const FIRST_PROBE_AFTER: Duration = Duration::from_secs(5);
 const STALE_AFTER_CUTS: u32 = 3;
 const SLOWER: f64 = 1.25;
 
@@ -191,6 +200,13 @@ enum Phase {
     Probe {
         resume: usize,
         if_slower: usize,
+        /// When the probe began (0: at its first sample's start).
+        since: u64,
+        /// Calls that start after this are not measured...
+        starts_until: u64,
+        /// ...and the probe ends with the first outcome after this (0: not
+        /// known before the first sample).
+        end: u64,
     },
     Normal,
 }
@@ -258,7 +274,8 @@ impl Adaptive {
         let max = max.max(1);
         let min = options.min.clamp(1, max);
         let initial = options.initial.clamp(min, max);
-        let probe = probe_limit(initial, min);
+        // The start-up probe runs at `initial` (see the docs).
+        let probe = initial;
         // Seeded per process and name: processes do not probe together.
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(std::process::id());
         for b in name.bytes() {
@@ -275,6 +292,9 @@ impl Adaptive {
                 phase: Phase::Probe {
                     resume: initial,
                     if_slower: initial,
+                    since: 0,
+                    starts_until: 0,
+                    end: 0,
                 },
                 changed_at: 0,
                 window: Window::default(),
@@ -346,7 +366,10 @@ impl Adaptive {
         let run = {
             let mut c = self.lock();
             c.limit = c.limit.min(max);
-            if let Phase::Probe { resume, if_slower } = &mut c.phase {
+            if let Phase::Probe {
+                resume, if_slower, ..
+            } = &mut c.phase
+            {
                 *resume = (*resume).min(max);
                 *if_slower = (*if_slower).min(max);
             }
@@ -409,15 +432,45 @@ impl Adaptive {
         saturated: bool,
     ) -> Decision {
         let ceiling = self.ceiling();
-        if let Phase::Probe { resume, if_slower } = c.phase {
+        if let Phase::Probe {
+            resume,
+            if_slower,
+            ref mut since,
+            ref mut starts_until,
+            ref mut end,
+        } = c.phase
+        {
             if outcome == Outcome::Overloaded {
-                // Overloaded even at a quarter of the limit: no baseline to
-                // be had now; back off and measure later.
+                // Overloaded even at half the limit: no baseline to be had
+                // now; back off and measure later.
                 let limit = scale(resume, 0.5).max(self.min);
                 return self.end_probe(c, now, limit);
             }
-            c.window.latencies.push(latency);
+            let started = now.saturating_sub(latency);
+            if *end == 0 {
+                // The first sample sets the probe's span: calls that start
+                // within three of its latencies are measured, and the probe
+                // waits six for them to finish, so slow calls are not left
+                // out (the first calls to finish are the fast ones).
+                if *since == 0 {
+                    *since = started;
+                }
+                let d = now.saturating_sub(*since).max(1);
+                *starts_until = since.saturating_add(3 * d);
+                *end = since.saturating_add(6 * d);
+            }
+            let (since, starts_until, end) = (*since, starts_until, end);
+            if started <= *starts_until {
+                c.window.latencies.push(latency);
+            }
+            if now < *end {
+                return Decision(None);
+            }
             if c.window.latencies.len() < PROBE_SAMPLES {
+                // Too few calls started in the span: widen it.
+                let d = ((*end - since) / 6).max(1);
+                *starts_until = starts_until.saturating_add(3 * d);
+                *end = end.saturating_add(3 * d);
                 return Decision(None);
             }
             let measured = median(&mut c.window.latencies).max(1);
@@ -454,18 +507,18 @@ impl Adaptive {
         let mut factor = 1.0_f64;
         let mut for_latency = false;
         let mut grow = false;
+        let mut faster = false;
         if w.drops > 0 {
             factor = (1.0 - drops / events).clamp(0.5, 0.9);
         }
         if !w.latencies.is_empty() {
             let m = median(&mut w.latencies).max(1);
             self.latency_ns.store(m, Ordering::Relaxed);
-            let mut baseline = c.baseline.unwrap_or(m);
-            if (m as f64) < baseline as f64 * FASTER {
-                baseline = m;
-                c.baseline = Some(m);
-                self.baseline_ns.store(m, Ordering::Relaxed);
-            }
+            let baseline = c.baseline.unwrap_or(m);
+            // Much faster than the baseline: the service got faster, or
+            // the baseline is off. A probe tells (one window is too few
+            // samples to move the baseline by itself).
+            faster = (m as f64) < baseline as f64 * FASTER;
             let r = m as f64 / baseline as f64;
             if r > TOLERANCE {
                 let f = (TARGET / r).clamp(0.5, 0.95);
@@ -491,26 +544,29 @@ impl Adaptive {
             } else {
                 c.latency_cuts = 0;
             }
-        } else {
+        } else if grow {
+            // Cuts since the last growth count towards a stale baseline;
+            // windows that hold do not reset them.
             c.latency_cuts = 0;
-            if grow {
-                next = if c.slow_start {
-                    limit.saturating_mul(2)
-                } else {
-                    limit + (limit / 16).max(1)
-                };
-            }
+            next = if c.slow_start {
+                limit.saturating_mul(2)
+            } else {
+                limit + (limit / 16).max(1)
+            };
         }
         next = next.clamp(self.min, ceiling.max(self.min));
         c.limit = next;
 
         let stale = c.latency_cuts >= STALE_AFTER_CUTS;
-        if now >= c.next_probe || stale {
+        if now >= c.next_probe || stale || faster {
             let if_slower = if stale { c.cut_from.max(next) } else { next };
             c.latency_cuts = 0;
             c.phase = Phase::Probe {
                 resume: next,
                 if_slower,
+                since: now,
+                starts_until: 0,
+                end: 0,
             };
             c.changed_at = now;
             // Half of the higher of the two: enough concurrency for a
@@ -529,12 +585,17 @@ impl Adaptive {
         c.limit = limit;
         c.changed_at = now;
         c.window.clear();
-        // 30 s, ±25 %.
+        // 5 s after the start-up probe, then 30 s; ±25 %.
+        let every = if c.next_probe == u64::MAX {
+            FIRST_PROBE_AFTER
+        } else {
+            PROBE_EVERY
+        };
         c.rng ^= c.rng << 13;
         c.rng ^= c.rng >> 7;
         c.rng ^= c.rng << 17;
         let spread = (c.rng % 1000) as f64 / 1000.0; // [0, 1)
-        let every = PROBE_EVERY.as_nanos() as f64 * (0.75 + 0.5 * spread);
+        let every = every.as_nanos() as f64 * (0.75 + 0.5 * spread);
         c.next_probe = now.saturating_add(every as u64);
         Decision(Some(limit))
     }
@@ -553,18 +614,21 @@ mod tests {
         (a, Core::new(probe, None))
     }
 
-    /// Feeds `n` events of one kind, each starting after the last change.
+    thread_local! {
+        /// The unit tests' own clock, in nanoseconds.
+        static CLOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+    }
+
+    /// Feeds `n` outcomes of one kind: a steady stream, one finishing every
+    /// quarter of `latency`, each started `latency` before it finished and
+    /// after the last change.
     fn feed(a: &Adaptive, core: &Core, n: usize, latency: u64, outcome: Outcome, saturated: bool) {
         for _ in 0..n {
             let changed = a.lock().changed_at;
-            let now = a.now();
-            let started = changed.max(now.saturating_sub(latency)).max(1);
-            // Record as though the call ran `latency` from `started`.
+            let now = (CLOCK.get() + latency / 4).max(changed + latency + 1);
+            CLOCK.set(now);
             let mut c = a.lock();
-            if started < c.changed_at {
-                continue;
-            }
-            let d = a.on_event(&mut c, started + latency, latency, outcome, saturated);
+            let d = a.on_event(&mut c, now, latency, outcome, saturated);
             drop(c);
             if let Decision(Some(l)) = d {
                 a.apply(core, l);
@@ -573,14 +637,19 @@ mod tests {
     }
 
     fn finish_probe(a: &Adaptive, core: &Core, latency: u64) {
-        feed(a, core, PROBE_SAMPLES, latency, Outcome::Success, true);
-        assert!(matches!(a.lock().phase, Phase::Normal));
+        for _ in 0..1000 {
+            if matches!(a.lock().phase, Phase::Normal) {
+                return;
+            }
+            feed(a, core, 1, latency, Outcome::Success, true);
+        }
+        panic!("the probe never ended");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn starts_with_a_probe_at_half_of_initial() {
+    async fn starts_at_initial_measuring_the_baseline() {
         let (a, core) = controller(1, 20, 100);
-        assert_eq!(core.max(), 10);
+        assert_eq!(core.max(), 20);
         finish_probe(&a, &core, 1_000_000);
         assert_eq!(core.max(), 20);
         assert_eq!(a.baseline(), Some(Duration::from_millis(1)));
