@@ -77,7 +77,7 @@ fn main() {
             target: "≥ 0.95× best fixed; overload answers ≤ 0.5 %; median latency ≤ 1.2× unloaded",
             best: format!("max = {n}"),
             measured: format!(
-                "{ratio:.3}×; {:.2} %; {median:.2}× (limit settled at {})",
+                "{ratio:.3}×; {:.2} %; {median:.2}× (limit at the end: {})",
                 over * 100.0,
                 run.limit.last().unwrap()
             ),
@@ -117,7 +117,7 @@ fn main() {
             target: "≥ 0.9× the new best within 3 s",
             best: format!("max = {n} (after the change)"),
             measured: format!(
-                "0.9× reached {} s after the change; {ratio:.3}× from 3 s after (limit settled at {})",
+                "0.9× reached {} s after the change; {ratio:.3}× from 3 s after (limit at the end: {})",
                 in_3s.map_or("never".into(), |s| format!("{s:.1}")),
                 run.limit.last().unwrap()
             ),
@@ -198,7 +198,7 @@ fn main() {
             target: "≥ 0.9× best fixed",
             best: format!("max = {n}"),
             measured: format!(
-                "{ratio:.3}× (limit settled at {})",
+                "{ratio:.3}× (limit at the end: {})",
                 run.limit.last().unwrap()
             ),
             met: ratio >= 0.9,

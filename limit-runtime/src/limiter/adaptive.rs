@@ -54,7 +54,7 @@ pub enum Outcome {
 /// | window | new limit |
 /// |---|---|
 /// | a fraction `d` of its outcomes are drops | `limit × clamp(1 − d, 0.5, 0.9)` |
-/// | `r > 1.3`: calls queue inside the service | `limit × clamp(1.1 / r, 0.5, 0.95)` |
+/// | `r > 1.2`: calls queue inside the service | `limit × clamp(1.1 / r, 0.5, 0.95)` |
 /// | `r ≤ 1.05`, no drop, and the limit was in use | `limit + max(1, limit / 16)`; `limit × 2` until the first cut |
 /// | otherwise | unchanged |
 ///
@@ -64,10 +64,10 @@ pub enum Outcome {
 /// climbs. The window is judged by its median, not its mean or a maximum,
 /// so a slow tail (a few percent of calls ten times slower, which is the
 /// service's nature, not overload) does not move the limit, and neither
-/// does noise. Between 1.05 and 1.3 the limit holds: the service is full,
-/// with a short queue of its own, and latency is near the baseline. A cut
-/// aims at 1.1, and growth by a sixteenth overshoots 1.05 by little, so in
-/// steady state the median latency stays within about 1.15 × the baseline.
+/// does noise. Between 1.05 and 1.2 the limit holds: the service is full,
+/// with a short queue of its own (a tenth of the limit or so), and latency
+/// is near the baseline, so in steady state the median latency stays within
+/// 1.2 × the baseline. A cut aims at 1.1, in the middle of that band.
 ///
 /// Timeouts are drops, never samples: a service that stops answering makes
 /// every call time out at the same latency, and a controller that took
@@ -168,7 +168,7 @@ impl Default for AdaptiveOptions {
 /// The controller's constants (see the module docs).
 const TARGET: f64 = 1.1;
 const GROW_BELOW: f64 = 1.05;
-const TOLERANCE: f64 = 1.3;
+const TOLERANCE: f64 = 1.2;
 const FASTER: f64 = 0.8;
 const PROBE_SAMPLES: usize = 32;
 const PROBE_EVERY: Duration = Duration::from_secs(30);
