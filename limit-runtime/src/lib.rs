@@ -6,6 +6,7 @@ pub mod batch;
 pub mod breaker;
 pub mod coalesce;
 mod error;
+mod integrations;
 mod limiter;
 pub mod retry;
 mod timeout;
@@ -18,6 +19,9 @@ pub use limiter::{
 };
 pub use limiter::{ParseRateError, Rate};
 pub use timeout::StaticTimeout;
+
+#[cfg(feature = "tower")]
+pub use integrations::tower;
 
 /// Limits how many calls run at once, across the whole process.
 ///

@@ -434,6 +434,18 @@ impl Limiter {
         self.acquire_patient(options.patience, origin)
     }
 
+    /// [`acquire_with`](Limiter::acquire_with) for callers that record
+    /// where their options were written themselves (the tower layer).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn acquire_at(
+        &self,
+        options: AcquireOptions,
+        at: &'static std::panic::Location<'static>,
+    ) -> AcquireWith<'_> {
+        self.acquire_patient(options.patience, Origin::Call(at))
+    }
+
     #[inline]
     pub(crate) fn acquire_patient(&self, patience: Patience, origin: Origin) -> AcquireWith<'_> {
         AcquireWith {

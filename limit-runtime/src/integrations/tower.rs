@@ -1,0 +1,620 @@
+//! A named limiter as a [`tower`](https://docs.rs/tower) layer (cargo
+//! feature `tower`).
+//!
+//! [`LimitedLayer`] puts any [`Service`] under a limiter, in the same way
+//! `#[limited]` puts a function under one: a layer and a function that
+//! name the same limiter share it, with its queue, rate, reserve, classes
+//! and stats. A team with a `tower` stack (hyper, tonic, axum, reqwest
+//! middleware) and plain `async fn` clients for one service gets one limit
+//! for that service, not two.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use limit_runtime::limited;
+//! use limit_runtime::tower::LimitedLayer;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! // A function and a service under one limiter, "doc-users".
+//! #[limited(name = "doc-users", max = 20)]
+//! async fn get_user(id: u64) -> u64 {
+//!     id
+//! }
+//!
+//! let users = ServiceBuilder::new()
+//!     .layer(LimitedLayer::new("doc-users", 20))
+//!     .service(service_fn(|id: u64| async move { Ok::<_, std::io::Error>(id) }));
+//!
+//! assert_eq!(users.oneshot(7).await.unwrap(), 7);
+//! assert_eq!(get_user(7).await, 7);
+//! let limiter = limit_runtime::limiter("doc-users").unwrap();
+//! assert_eq!(limiter.stats().acquired, 2); // one limiter, two calls
+//! # }
+//! ```
+//!
+//! # Back pressure
+//!
+//! [`poll_ready`](Service::poll_ready) waits for a permit (in the
+//! limiter's queue, in arrival order, online before [batch](crate::batch)
+//! work) and then for the inner service to be ready; the permit is held
+//! by the [`ResponseFuture`] until the response is ready (for HTTP: until
+//! the response head has arrived; the body is not covered, as with tower's
+//! `ConcurrencyLimit`). A permit reserved by `poll_ready` and never used is
+//! not lost: dropping the service gives it back, and a clone of the
+//! service starts without one (each clone waits for its own).
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`], as for tower's own middleware that
+//! can fail (`Timeout`, `LoadShed`): the inner service's errors pass
+//! through boxed, and a call the limiter refuses (with
+//! [`wait`](LimitedLayer::wait) or [`queue`](LimitedLayer::queue):
+//! [`ErrorKind::WaitTimeout`](crate::ErrorKind::WaitTimeout),
+//! [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)) fails with a boxed
+//! [`limit_runtime::Error`](crate::Error), which names the limiter and the
+//! line the layer was built on. A refusal is the error of that one call's
+//! [`ResponseFuture`], not of `poll_ready` (which tower reads as "this
+//! service is broken"): `poll_ready` says ready, and the call fails at once
+//! without reaching the inner service, as with tower's `LoadShed`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! use limit_runtime::tower::LimitedLayer;
+//! use limit_runtime::{Error, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! let slow = service_fn(|ms: u64| async move {
+//!     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+//!     Ok::<_, std::io::Error>(ms)
+//! });
+//! let layer = LimitedLayer::new("doc-shed", 1).queue(0); // never wait
+//! let busy = tokio::spawn(layer.layer(slow).oneshot(1000));
+//! tokio::task::yield_now().await; // it holds the only permit
+//!
+//! let err = layer.layer(slow).oneshot(1).await.unwrap_err();
+//! let refused = err.downcast_ref::<Error>().unwrap();
+//! assert_eq!(refused.kind(), ErrorKind::QueueFull);
+//! assert_eq!(refused.name(), "doc-shed");
+//! assert_eq!(busy.await.unwrap().unwrap(), 1000);
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::limiter::{AcquireWith, Permit};
+use crate::{AcquireOptions, Error, Limiter, Rate, StaticLimiter};
+
+/// The error of a [`Limited`] service: the inner service's error or a
+/// refusal ([`limit_runtime::Error`](crate::Error)), boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A [`Layer`] that puts services under a limiter: the one `#[limited]`
+/// functions with the same name use.
+///
+/// The options mirror `#[limited]`'s. *Name* options
+/// ([`max`](LimitedLayer::new), [`rate`](LimitedLayer::rate),
+/// [`reserve`](LimitedLayer::reserve)) belong to the limiter: a layer and
+/// the functions sharing its name must agree on them, exactly as two
+/// functions must (debug builds panic on the first use of a layer that
+/// disagrees with the first declaration, naming both). *Call* options
+/// ([`wait`](LimitedLayer::wait), [`queue`](LimitedLayer::queue)) belong to
+/// the layer: a service may give up after 50 ms on the limiter a batch
+/// function waits on forever.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use limit_runtime::tower::LimitedLayer;
+/// use limit_runtime::Rate;
+///
+/// // #[limited(name = "doc-layer-users", max = 20, rate = "50/s", burst = 10, wait = "200ms")]
+/// let users = LimitedLayer::new("doc-layer-users", 20)
+///     .rate(Rate::per_second(50).with_burst(10))
+///     .wait(Duration::from_millis(200));
+/// // #[limited(name = "doc-layer-github", rate = "5000/h", queue = 100)]
+/// let github = LimitedLayer::uncapped("doc-layer-github")
+///     .rate("5000/h".parse().unwrap())
+///     .queue(100);
+/// assert_eq!(users.limiter().max(), 20);
+/// assert_eq!(github.limiter().rate(), Some(Rate::per_hour(5000)));
+/// # }
+/// ```
+///
+/// The limiter is looked up (or created) once, on the layer's first
+/// [`layer`](Layer::layer) or [`limiter`](LimitedLayer::limiter) call;
+/// wrapping a service costs a clone of the layer's handle, not a lookup.
+#[derive(Clone)]
+pub struct LimitedLayer {
+    source: Source,
+    options: AcquireOptions,
+    at: &'static Location<'static>,
+    resolved: OnceLock<&'static Limiter>,
+}
+
+#[derive(Clone)]
+enum Source {
+    Declared {
+        name: &'static str,
+        /// `usize::MAX`: no concurrency cap.
+        max: usize,
+        rate: Option<Rate>,
+        reserve: usize,
+    },
+    Handle(Limiter),
+}
+
+impl LimitedLayer {
+    /// A layer over the limiter `name`, at most `max` calls at once
+    /// (`#[limited(name = "...", max = N)]`).
+    ///
+    /// # Panics
+    ///
+    /// If `max` is 0; on first use in debug builds, if the limiter was
+    /// declared with other *name* options (see the type's docs).
+    #[track_caller]
+    pub fn new(name: &'static str, max: usize) -> Self {
+        assert!(max >= 1, "a limiter's `max` must be at least 1");
+        LimitedLayer::declared(name, max)
+    }
+
+    /// A layer over the limiter `name` with no concurrency cap: give it a
+    /// [`rate`](LimitedLayer::rate) (`#[limited(name = "...", rate = "...")]`).
+    #[track_caller]
+    pub fn uncapped(name: &'static str) -> Self {
+        LimitedLayer::declared(name, usize::MAX)
+    }
+
+    #[track_caller]
+    fn declared(name: &'static str, max: usize) -> Self {
+        LimitedLayer {
+            source: Source::Declared {
+                name,
+                max,
+                rate: None,
+                reserve: 0,
+            },
+            options: AcquireOptions::new(),
+            at: Location::caller(),
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// A layer over an existing limiter: a name known only at run time
+    /// ([`Limiter::named`]) or a private one ([`Limiter::private`]). Its
+    /// *name* options are the handle's own
+    /// ([`set_rate`](Limiter::set_rate), [`set_reserve`](Limiter::set_reserve)):
+    /// [`rate`](LimitedLayer::rate) and [`reserve`](LimitedLayer::reserve)
+    /// do not apply to it.
+    ///
+    /// ```
+    /// use limit_runtime::tower::LimitedLayer;
+    /// use limit_runtime::Limiter;
+    ///
+    /// let tenant = String::from("doc-tenant-42");
+    /// let layer = LimitedLayer::from_limiter(Limiter::named(&tenant, 4));
+    /// assert_eq!(layer.limiter().name(), "doc-tenant-42");
+    /// ```
+    #[track_caller]
+    pub fn from_limiter(limiter: Limiter) -> Self {
+        LimitedLayer {
+            source: Source::Handle(limiter),
+            options: AcquireOptions::new(),
+            at: Location::caller(),
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// Calls start at most at this rate, with its burst (a *name* option,
+    /// `rate = "...", burst = N`).
+    pub fn rate(mut self, rate: Rate) -> Self {
+        if let Source::Declared { rate: r, .. } = &mut self.source {
+            *r = Some(rate);
+        }
+        self
+    }
+
+    /// Permits that [batch](crate::batch) work never takes (a *name*
+    /// option, `reserve = N`).
+    pub fn reserve(mut self, reserve: usize) -> Self {
+        if let Source::Declared { reserve: r, .. } = &mut self.source {
+            *r = reserve;
+        }
+        self
+    }
+
+    /// A call that cannot start within `wait` fails with
+    /// [`ErrorKind::WaitTimeout`](crate::ErrorKind::WaitTimeout) (a *call*
+    /// option, `wait = "..."`).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.options = self.options.wait(wait);
+        self
+    }
+
+    /// A call that finds `queue` calls already waiting fails at once with
+    /// [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull) (a *call*
+    /// option, `queue = N`; 0: never wait).
+    pub fn queue(mut self, queue: usize) -> Self {
+        self.options = self.options.queue(queue);
+        self
+    }
+
+    /// The limiter, looked up or created on first use.
+    ///
+    /// # Panics
+    ///
+    /// In debug builds, if the limiter was declared with other *name*
+    /// options.
+    pub fn limiter(&self) -> &'static Limiter {
+        self.resolved.get_or_init(|| self.resolve())
+    }
+
+    #[cold]
+    fn resolve(&self) -> &'static Limiter {
+        let limiter = match &self.source {
+            Source::Handle(l) => l.clone(),
+            &Source::Declared {
+                name,
+                max,
+                rate,
+                reserve,
+            } => {
+                let mut decl = if max == usize::MAX {
+                    StaticLimiter::uncapped(name)
+                } else {
+                    StaticLimiter::new(name, max)
+                };
+                if let Some(rate) = rate {
+                    decl = decl.rate(rate);
+                }
+                let decl = decl
+                    .reserve(reserve)
+                    .declared_at(self.at.file(), self.at.line());
+                decl.limiter().clone()
+            }
+        };
+        forever(limiter)
+    }
+}
+
+/// A handle to `limiter` that lives as long as the process, so that a
+/// service can hold its acquire future and its permit without an
+/// allocation per call. Limiters already do: the registry never forgets
+/// one. One handle per limiter, however many layers use it.
+fn forever(limiter: Limiter) -> &'static Limiter {
+    static HANDLES: Mutex<Vec<&'static Limiter>> = Mutex::new(Vec::new());
+    let mut handles = HANDLES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = handles.iter().find(|l| l.same_as(&limiter)) {
+        return known;
+    }
+    let handle: &'static Limiter = Box::leak(Box::new(limiter));
+    handles.push(handle);
+    handle
+}
+
+impl<S> Layer<S> for LimitedLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Limited<S> {
+        Limited {
+            inner,
+            limiter: self.limiter(),
+            options: self.options,
+            at: self.at,
+            state: State::Idle,
+        }
+    }
+}
+
+impl fmt::Debug for LimitedLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("LimitedLayer");
+        match &self.source {
+            Source::Declared { name, .. } => d.field("name", name),
+            Source::Handle(l) => d.field("limiter", l),
+        };
+        d.field("options", &self.options)
+            .field(
+                "declared_at",
+                &format_args!("{}:{}", self.at.file(), self.at.line()),
+            )
+            .finish()
+    }
+}
+
+/// A service under a limiter; built by [`LimitedLayer`].
+pub struct Limited<S> {
+    inner: S,
+    limiter: &'static Limiter,
+    options: AcquireOptions,
+    at: &'static Location<'static>,
+    state: State,
+}
+
+enum State {
+    /// No permit, not waiting.
+    Idle,
+    /// In the limiter's queue.
+    Waiting(AcquireWith<'static>),
+    /// Holding a permit for the next call.
+    Ready(Permit<'static>),
+    /// The limiter refused; the next call fails with this.
+    Refused(Error),
+}
+
+impl<S> Limited<S> {
+    /// The limiter the service is under.
+    pub fn limiter(&self) -> &Limiter {
+        self.limiter
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service; a permit reserved by `poll_ready` is given back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// A clone starts without a permit: a permit reserved by the original's
+/// `poll_ready` stays with it.
+impl<S: Clone> Clone for Limited<S> {
+    fn clone(&self) -> Self {
+        Limited {
+            inner: self.inner.clone(),
+            limiter: self.limiter,
+            options: self.options,
+            at: self.at,
+            state: State::Idle,
+        }
+    }
+}
+
+impl<S, Request> Service<Request> for Limited<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        loop {
+            match &mut self.state {
+                State::Idle => {
+                    self.state = State::Waiting(self.limiter.acquire_at(self.options, self.at));
+                }
+                State::Waiting(acquire) => match Pin::new(acquire).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(permit)) => self.state = State::Ready(permit),
+                    Poll::Ready(Err(refused)) => self.state = State::Refused(refused),
+                },
+                State::Ready(_) => return self.inner.poll_ready(cx).map_err(Into::into),
+                State::Refused(_) => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Ready(permit) => ResponseFuture {
+                future: Some(self.inner.call(request)),
+                permit: Some(permit),
+                refused: None,
+            },
+            State::Refused(refused) => ResponseFuture {
+                future: None,
+                permit: None,
+                refused: Some(refused),
+            },
+            State::Idle | State::Waiting(_) => {
+                panic!("Limited::call without poll_ready returning Ready(Ok(())) first")
+            }
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Limited<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Idle => "idle",
+            State::Waiting(_) => "waiting",
+            State::Ready(_) => "holding a permit",
+            State::Refused(_) => "refused",
+        };
+        f.debug_struct("Limited")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter.name())
+            .field("state", &state)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// The response future of a [`Limited`] service: the inner service's,
+    /// holding the call's permit until it is ready; or a refusal.
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: Option<F>,
+        permit: Option<Permit<'static>>,
+        refused: Option<Error>,
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(future) = this.future.as_pin_mut() else {
+            let refused = this
+                .refused
+                .take()
+                .expect("ResponseFuture polled after it completed");
+            return Poll::Ready(Err(Box::new(refused)));
+        };
+        let out = std::task::ready!(future.poll(cx));
+        // The call is over: its permit goes back now, not when the future
+        // is dropped.
+        *this.permit = None;
+        Poll::Ready(out.map_err(Into::into))
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("holds_permit", &self.permit.is_some())
+            .field("refused", &self.refused)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::task::Waker;
+
+    /// A service that is always ready and answers at once.
+    #[derive(Clone, Debug)]
+    struct Echo;
+
+    impl Service<u32> for Echo {
+        type Response = u32;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<u32, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, n: u32) -> Self::Future {
+            std::future::ready(Ok(n))
+        }
+    }
+
+    fn ready<S: Service<u32>>(s: &mut S) -> Poll<Result<(), S::Error>> {
+        s.poll_ready(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_reserved_permit_is_given_back_when_the_service_is_dropped() {
+        let layer = LimitedLayer::new("tower-unit-drop", 1);
+        let mut a = layer.layer(Echo);
+        assert!(ready(&mut a).is_ready());
+        assert_eq!(layer.limiter().active(), 1);
+        let mut b = layer.layer(Echo);
+        assert!(ready(&mut b).is_pending());
+        assert_eq!(layer.limiter().waiting(), 1);
+        drop(a);
+        assert!(ready(&mut b).is_ready()); // handed on to the waiting one
+        drop(b);
+        assert_eq!(layer.limiter().active(), 0);
+        assert_eq!(layer.limiter().waiting(), 0);
+    }
+
+    #[test]
+    fn a_clone_starts_without_the_originals_permit() {
+        let layer = LimitedLayer::new("tower-unit-clone", 1);
+        let mut a = layer.layer(Echo);
+        assert!(ready(&mut a).is_ready());
+        let mut b = a.clone();
+        assert!(ready(&mut b).is_pending()); // waits for a permit of its own
+        drop(b); // leaves the queue
+        assert_eq!(layer.limiter().waiting(), 0);
+        assert_eq!(layer.limiter().active(), 1);
+        drop(a);
+        assert_eq!(layer.limiter().active(), 0);
+    }
+
+    #[test]
+    fn the_permit_is_held_from_poll_ready_until_the_response() {
+        let layer = LimitedLayer::new("tower-unit-call", 1);
+        let mut s = layer.layer(Echo);
+        assert!(ready(&mut s).is_ready());
+        assert!(ready(&mut s).is_ready()); // ready again: still one permit
+        assert_eq!(layer.limiter().active(), 1);
+        let mut fut = std::pin::pin!(s.call(7));
+        assert_eq!(layer.limiter().active(), 1);
+        let out = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(out, Poll::Ready(Ok(7))));
+        assert_eq!(layer.limiter().active(), 0);
+        assert_eq!(layer.limiter().stats().acquired, 1);
+    }
+
+    #[test]
+    fn the_service_and_its_future_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Limited<Echo>>();
+        send_sync::<ResponseFuture<std::future::Ready<Result<u32, Infallible>>>>();
+        send_sync::<LimitedLayer>();
+    }
+
+    #[test]
+    #[should_panic(expected = "without poll_ready")]
+    fn call_without_poll_ready_panics() {
+        let mut s = LimitedLayer::new("tower-unit-unready", 1).layer(Echo);
+        drop(s.call(1));
+    }
+
+    #[test]
+    fn a_refusal_fails_the_call_not_the_service() {
+        let layer = LimitedLayer::new("tower-unit-refused", 1).queue(0);
+        let mut holder = layer.layer(Echo);
+        assert!(ready(&mut holder).is_ready());
+        let mut s = layer.layer(Echo);
+        assert!(matches!(ready(&mut s), Poll::Ready(Ok(()))));
+        let mut fut = std::pin::pin!(s.call(1));
+        let Poll::Ready(Err(e)) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("the call was not refused");
+        };
+        let e = e.downcast_ref::<Error>().expect("a limit_runtime::Error");
+        assert_eq!(e.kind(), crate::ErrorKind::QueueFull);
+        assert!(e.to_string().contains("queue = 0 at "), "{e}");
+        assert!(e.to_string().contains("tower.rs"), "{e}");
+        assert_eq!(layer.limiter().stats().rejected_full, 1);
+        // The next call waits its turn again.
+        drop(holder);
+        assert!(ready(&mut s).is_ready());
+    }
+
+    #[test]
+    fn layers_and_declarations_of_one_name_share_one_limiter() {
+        static DECLARED: StaticLimiter = StaticLimiter::new("tower-unit-shared", 3);
+        let layer = LimitedLayer::new("tower-unit-shared", 3);
+        assert!(layer.limiter().same_as(&DECLARED));
+        let again = LimitedLayer::new("tower-unit-shared", 3);
+        assert!(std::ptr::eq(layer.limiter(), again.limiter()));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "declared twice with different options")]
+    fn a_layer_that_disagrees_with_the_declaration_panics() {
+        let _ = LimitedLayer::new("tower-unit-conflict", 3).limiter();
+        let _ = LimitedLayer::new("tower-unit-conflict", 4).limiter();
+    }
+}
