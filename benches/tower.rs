@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use limit_runtime::limited;
 use limit_runtime::tower::LimitedLayer;
 use limit_suite::bench::interleaved;
 use tokio::runtime::{Builder, Runtime};
@@ -35,6 +36,28 @@ enum Variant {
     Tower,
     /// `LimitedLayer::new(name, 8)`.
     Ours,
+    /// The service called from a `#[limited(max = 8)]` function.
+    Attribute,
+}
+
+#[limited(name = "bench-tower-attribute", max = 8)]
+async fn call_limited<S>(svc: &mut S, x: u64) -> u64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    svc.ready().await.unwrap().call(x).await.unwrap()
+}
+
+/// Calls `svc` from a `#[limited]` function `calls` times in a loop.
+async fn drive_attribute<S>(mut svc: S, calls: u64, first: u64)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    for i in first..first + calls {
+        black_box(call_limited(&mut svc, i).await);
+    }
 }
 
 /// Calls `svc` `calls` times in a loop: ready, then call.
@@ -60,6 +83,7 @@ fn uncontended(rt: &Runtime, v: Variant, calls: u64) -> Duration {
                 let layer = LimitedLayer::new("bench-tower-uncontended", MAX);
                 drive(layer.layer(svc), calls, 0).await;
             }
+            Variant::Attribute => drive_attribute(svc, calls, 0).await,
         }
         start.elapsed()
     })
@@ -81,6 +105,7 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
                     Variant::Bare => tokio::spawn(drive(svc, CALLS_PER_TASK, first)),
                     Variant::Tower => tokio::spawn(drive(tower.layer(svc), CALLS_PER_TASK, first)),
                     Variant::Ours => tokio::spawn(drive(ours.layer(svc), CALLS_PER_TASK, first)),
+                    Variant::Attribute => tokio::spawn(drive_attribute(svc, CALLS_PER_TASK, first)),
                 }
             })
             .collect();
@@ -92,9 +117,27 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
 }
 
 fn main() {
+    if std::env::var_os("LIMIT_BENCH_PROFILE").is_some() {
+        // One variant, long, for a profiler.
+        let workers = Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        for _ in 0..20 {
+            black_box(contended(&workers, Variant::Ours));
+        }
+        return;
+    }
     const CALLS: u64 = 200_000;
     let current = Builder::new_current_thread().enable_all().build().unwrap();
-    let un = interleaved(&[Variant::Bare, Variant::Tower, Variant::Ours], 31, |v| {
+    let all = [
+        Variant::Bare,
+        Variant::Tower,
+        Variant::Ours,
+        Variant::Attribute,
+    ];
+    let un = interleaved(&all, 31, |v| {
         uncontended(&current, v, CALLS).as_nanos() as f64 / CALLS as f64
     });
     let workers = Builder::new_multi_thread()
@@ -102,9 +145,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let co = interleaved(&[Variant::Bare, Variant::Tower, Variant::Ours], 11, |v| {
-        contended(&workers, v).as_secs_f64() * 1e3
-    });
+    let co = interleaved(&all, 11, |v| contended(&workers, v).as_secs_f64() * 1e3);
 
     println!("tower layer benchmark summary (medians of interleaved rounds; ratio = ours / peer)");
     println!(
@@ -119,6 +160,10 @@ fn main() {
         un[2],
         un[2] / un[1]
     );
+    println!(
+        "  (the same service called from a #[limited] fn: {:.2} ns per call)",
+        un[3]
+    );
     println!("  (the service alone, contended: {:.2} ms)", co[0]);
     println!(
         "{:<62} {:>10.2} {:>10.2} {:>8.2}",
@@ -126,5 +171,9 @@ fn main() {
         co[1],
         co[2],
         co[2] / co[1]
+    );
+    println!(
+        "  (the same service called from a #[limited] fn, contended: {:.2} ms)",
+        co[3]
     );
 }

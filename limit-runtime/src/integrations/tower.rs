@@ -346,8 +346,9 @@ enum State {
     Waiting(AcquireWith<'static>),
     /// Holding a permit for the next call.
     Ready(Permit<'static>),
-    /// The limiter refused; the next call fails with this.
-    Refused(Error),
+    /// The limiter refused; the next call fails with this (boxed: the
+    /// rare case does not make every service larger).
+    Refused(Box<Error>),
 }
 
 impl<S> Limited<S> {
@@ -399,12 +400,17 @@ where
         loop {
             match &mut self.state {
                 State::Idle => {
-                    self.state = State::Waiting(self.limiter.acquire_at(self.options, self.at));
+                    // The uncontended start, as the acquire future's first
+                    // poll would make it, without building that future.
+                    self.state = match self.limiter.try_acquire() {
+                        Some(permit) => State::Ready(permit),
+                        None => State::Waiting(self.limiter.acquire_at(self.options, self.at)),
+                    };
                 }
                 State::Waiting(acquire) => match Pin::new(acquire).poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(permit)) => self.state = State::Ready(permit),
-                    Poll::Ready(Err(refused)) => self.state = State::Refused(refused),
+                    Poll::Ready(Err(refused)) => self.state = State::Refused(Box::new(refused)),
                 },
                 State::Ready(_) => return self.inner.poll_ready(cx).map_err(Into::into),
                 State::Refused(_) => return Poll::Ready(Ok(())),
@@ -455,7 +461,7 @@ pin_project! {
         #[pin]
         future: Option<F>,
         permit: Option<Permit<'static>>,
-        refused: Option<Error>,
+        refused: Option<Box<Error>>,
     }
 }
 
@@ -473,7 +479,7 @@ where
                 .refused
                 .take()
                 .expect("ResponseFuture polled after it completed");
-            return Poll::Ready(Err(Box::new(refused)));
+            return Poll::Ready(Err(refused));
         };
         let out = std::task::ready!(future.poll(cx));
         // The call is over: its permit goes back now, not when the future
