@@ -182,6 +182,38 @@ pub use integrations::tower;
 /// holds can deadlock once the limiter is full: give nested calls their own
 /// name.
 ///
+/// Every attribute also works on the methods of an `#[async_trait]` impl
+/// or trait (`Send` or `?Send`), however the attributes are ordered:
+/// `#[async_trait]` boxes the method first, and the attribute finds the
+/// body inside the box.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use async_trait::async_trait;
+/// use limit_runtime::{limited, retry};
+///
+/// #[async_trait]
+/// trait Users {
+///     async fn get(&self, id: u64) -> Result<String, std::io::Error>;
+/// }
+///
+/// struct Client;
+///
+/// #[async_trait]
+/// impl Users for Client {
+///     #[retry(attempts = 2)]
+///     #[limited(name = "doc-async-trait", max = 10)]
+///     async fn get(&self, id: u64) -> Result<String, std::io::Error> {
+///         Ok(format!("user {id}"))
+///     }
+/// }
+///
+/// let users: Box<dyn Users> = Box::new(Client);
+/// assert_eq!(users.get(7).await.unwrap(), "user 7");
+/// assert_eq!(limit_runtime::limiter("doc-async-trait").unwrap().stats().acquired, 1);
+/// # }
+/// ```
+///
 /// The same code without the macro (what `cargo expand` shows, trimmed):
 ///
 /// ```
