@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use limit_runtime::limited;
 use limit_runtime::tower::LimitedLayer;
-use limit_suite::bench::interleaved;
+use limit_suite::bench::{interleaved, work};
 use tokio::runtime::{Builder, Runtime};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -20,13 +20,6 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 const MAX: usize = 8;
 const TASKS: usize = 64;
 const CALLS_PER_TASK: u64 = 2_000;
-
-#[inline(always)]
-fn work(x: u64) -> u64 {
-    black_box(x)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .rotate_left(7)
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Variant {

@@ -20,6 +20,8 @@ pub use limiter::{
 pub use limiter::{ParseRateError, Rate};
 pub use timeout::StaticTimeout;
 
+#[cfg(feature = "metrics")]
+pub use integrations::metrics;
 #[cfg(feature = "tower")]
 pub use integrations::tower;
 

@@ -69,6 +69,8 @@ struct Inner {
     name: Box<str>,
     named: bool,
     core: Core,
+    #[cfg(feature = "metrics")]
+    waits: crate::integrations::metrics::WaitHistogram,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -191,6 +193,8 @@ impl Limiter {
                 name: name.into(),
                 named,
                 core: Core::new(max, rate),
+                #[cfg(feature = "metrics")]
+                waits: Default::default(),
             }),
         }
     }
@@ -577,10 +581,16 @@ impl<'a> Future for AcquireWith<'a> {
         }
         match poll {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(Permit {
-                limiter,
-                class: this.waiter.class(),
-            })),
+            Poll::Ready(Ok(())) => {
+                #[cfg(feature = "metrics")]
+                if this.waiter.queued() {
+                    record_wait(limiter, &this.waiter);
+                }
+                Poll::Ready(Ok(Permit {
+                    limiter,
+                    class: this.waiter.class(),
+                }))
+            }
             Poll::Ready(Err(refusal)) => {
                 let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
                 #[cfg(feature = "tracing")]
@@ -620,6 +630,16 @@ impl<'a> Future for Acquire<'a> {
             Err(e) => never_refused(&e),
         })
     }
+}
+
+/// The wait-time histogram's sample of a call that queued (out of line:
+/// the uncontended start pays one comparison for it).
+#[cfg(feature = "metrics")]
+#[cold]
+#[inline(never)]
+fn record_wait(limiter: &Limiter, waiter: &Waiter<'_>) {
+    let queued_at = waiter.queued_at();
+    crate::integrations::metrics::waited(limiter.name(), &limiter.inner.waits, queued_at);
 }
 
 #[cold]
