@@ -124,3 +124,43 @@ async fn a_layer_that_never_waits_sheds_load_while_a_function_holds_the_limit() 
     );
     assert_eq!(seen.peak(), 2);
 }
+
+#[limit_runtime::circuit_breaker(name = "tower-shared-breaker", min_calls = 4)]
+async fn charge(ok: bool) -> Result<u32, std::io::Error> {
+    if ok {
+        Ok(1)
+    } else {
+        Err(std::io::Error::other("billing is down"))
+    }
+}
+
+#[tokio::test]
+async fn a_breaker_layer_and_a_function_of_one_name_share_one_breaker() {
+    use limit_runtime::tower::CircuitBreakerLayer;
+    use limit_runtime::BreakerConfig;
+
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let billing = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(
+            "tower-shared-breaker",
+            BreakerConfig::new().min_calls(4),
+        ))
+        .service(tower::service_fn(move |n: u32| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok::<_, std::io::Error>(n) }
+        }));
+    assert_eq!(billing.clone().oneshot(7).await.unwrap(), 7);
+    for _ in 0..3 {
+        assert!(charge(false).await.is_err()); // 3 of 4 calls failed: open
+    }
+    let err = billing.oneshot(7).await.unwrap_err();
+    let refused = err.downcast_ref::<limit_runtime::Error>().unwrap();
+    assert_eq!(refused.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1); // never reached
+    let stats = limit_runtime::breaker("tower-shared-breaker")
+        .unwrap()
+        .stats();
+    assert_eq!((stats.calls, stats.failures, stats.refused), (4, 3, 1));
+    assert!(charge(true).await.is_err()); // and the function is refused too
+}

@@ -3,7 +3,7 @@
 //!
 //! | file | feature | part |
 //! |---|---|---|
-//! | `tower.rs` | `tower` | [`LimitedLayer`](crate::tower::LimitedLayer): a named limiter as a `tower` layer |
+//! | `tower/` | `tower` | [`LimitedLayer`](crate::tower::LimitedLayer) and [`CircuitBreakerLayer`](crate::tower::CircuitBreakerLayer): a named limiter or breaker as a `tower` layer |
 //! | `metrics.rs` | `metrics` | every limiter, breaker, `#[retry]` and `#[coalesce]` function through the `metrics` facade |
 
 #[cfg(feature = "tower")]

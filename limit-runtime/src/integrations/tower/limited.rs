@@ -1,82 +1,4 @@
-//! A named limiter as a [`tower`](https://docs.rs/tower) layer (cargo
-//! feature `tower`).
-//!
-//! [`LimitedLayer`] puts any [`Service`] under a limiter, in the same way
-//! `#[limited]` puts a function under one: a layer and a function that
-//! name the same limiter share it, with its queue, rate, reserve, classes
-//! and stats. A team with a `tower` stack (hyper, tonic, axum, reqwest
-//! middleware) and plain `async fn` clients for one service gets one limit
-//! for that service, not two.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use limit_runtime::limited;
-//! use limit_runtime::tower::LimitedLayer;
-//! use tower::{service_fn, ServiceBuilder, ServiceExt};
-//!
-//! // A function and a service under one limiter, "doc-users".
-//! #[limited(name = "doc-users", max = 20)]
-//! async fn get_user(id: u64) -> u64 {
-//!     id
-//! }
-//!
-//! let users = ServiceBuilder::new()
-//!     .layer(LimitedLayer::new("doc-users", 20))
-//!     .service(service_fn(|id: u64| async move { Ok::<_, std::io::Error>(id) }));
-//!
-//! assert_eq!(users.oneshot(7).await.unwrap(), 7);
-//! assert_eq!(get_user(7).await, 7);
-//! let limiter = limit_runtime::limiter("doc-users").unwrap();
-//! assert_eq!(limiter.stats().acquired, 2); // one limiter, two calls
-//! # }
-//! ```
-//!
-//! # Back pressure
-//!
-//! [`poll_ready`](Service::poll_ready) waits for a permit (in the
-//! limiter's queue, in arrival order, online before [batch](crate::batch)
-//! work) and then for the inner service to be ready; the permit is held
-//! by the [`ResponseFuture`] until the response is ready (for HTTP: until
-//! the response head has arrived; the body is not covered, as with tower's
-//! `ConcurrencyLimit`). A permit reserved by `poll_ready` and never used is
-//! not lost: dropping the service gives it back, and a clone of the
-//! service starts without one (each clone waits for its own).
-//!
-//! # Errors
-//!
-//! The service's error is [`BoxError`], as for tower's own middleware that
-//! can fail (`Timeout`, `LoadShed`): the inner service's errors pass
-//! through boxed, and a call the limiter refuses (with
-//! [`wait`](LimitedLayer::wait) or [`queue`](LimitedLayer::queue):
-//! [`ErrorKind::WaitTimeout`](crate::ErrorKind::WaitTimeout),
-//! [`ErrorKind::QueueFull`](crate::ErrorKind::QueueFull)) fails with a boxed
-//! [`limit_runtime::Error`](crate::Error), which names the limiter and the
-//! line the layer was built on. A refusal is the error of that one call's
-//! [`ResponseFuture`], not of `poll_ready` (which tower reads as "this
-//! service is broken"): `poll_ready` says ready, and the call fails at once
-//! without reaching the inner service, as with tower's `LoadShed`.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! use limit_runtime::tower::LimitedLayer;
-//! use limit_runtime::{Error, ErrorKind};
-//! use tower::{service_fn, Layer, ServiceExt};
-//!
-//! let slow = service_fn(|ms: u64| async move {
-//!     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-//!     Ok::<_, std::io::Error>(ms)
-//! });
-//! let layer = LimitedLayer::new("doc-shed", 1).queue(0); // never wait
-//! let busy = tokio::spawn(layer.layer(slow).oneshot(1000));
-//! tokio::task::yield_now().await; // it holds the only permit
-//!
-//! let err = layer.layer(slow).oneshot(1).await.unwrap_err();
-//! let refused = err.downcast_ref::<Error>().unwrap();
-//! assert_eq!(refused.kind(), ErrorKind::QueueFull);
-//! assert_eq!(refused.name(), "doc-shed");
-//! assert_eq!(busy.await.unwrap().unwrap(), 1000);
-//! # }
-//! ```
+//! [`LimitedLayer`]: a named limiter as a layer.
 
 use std::fmt;
 use std::future::Future;
@@ -90,12 +12,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::{BoxError, OrRefused};
 use crate::limiter::{AcquireWith, Permit};
 use crate::{AcquireOptions, Error, Limiter, Rate, StaticLimiter};
-
-/// The error of a [`Limited`] service: the inner service's error or a
-/// refusal ([`limit_runtime::Error`](crate::Error)), boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A [`Layer`] that puts services under a limiter: the one `#[limited]`
 /// functions with the same name use.
@@ -421,14 +340,12 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Ready(permit) => ResponseFuture {
-                future: Some(self.inner.call(request)),
+                inner: OrRefused::running(self.inner.call(request)),
                 permit: Some(permit),
-                refused: None,
             },
             State::Refused(refused) => ResponseFuture {
-                future: None,
+                inner: OrRefused::refused(refused),
                 permit: None,
-                refused: Some(refused),
             },
             State::Idle | State::Waiting(_) => {
                 panic!("Limited::call without poll_ready returning Ready(Ok(())) first")
@@ -459,9 +376,8 @@ pin_project! {
     #[must_use = "futures do nothing unless awaited"]
     pub struct ResponseFuture<F> {
         #[pin]
-        future: Option<F>,
+        inner: OrRefused<F>,
         permit: Option<Permit<'static>>,
-        refused: Option<Box<Error>>,
     }
 }
 
@@ -474,18 +390,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(future) = this.future.as_pin_mut() else {
-            let refused = this
-                .refused
-                .take()
-                .expect("ResponseFuture polled after it completed");
-            return Poll::Ready(Err(refused));
-        };
-        let out = std::task::ready!(future.poll(cx));
+        let out = std::task::ready!(this.inner.poll(cx));
         // The call is over: its permit goes back now, not when the future
         // is dropped.
         *this.permit = None;
-        Poll::Ready(out.map_err(Into::into))
+        Poll::Ready(out)
     }
 }
 
@@ -493,8 +402,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("holds_permit", &self.permit.is_some())
-            .field("refused", &self.refused)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -600,7 +508,7 @@ mod tests {
         let e = e.downcast_ref::<Error>().expect("a limit_runtime::Error");
         assert_eq!(e.kind(), crate::ErrorKind::QueueFull);
         assert!(e.to_string().contains("queue = 0 at "), "{e}");
-        assert!(e.to_string().contains("tower.rs"), "{e}");
+        assert!(e.to_string().contains("tower/limited.rs"), "{e}");
         assert_eq!(layer.limiter().stats().rejected_full, 1);
         // The next call waits its turn again.
         drop(holder);
