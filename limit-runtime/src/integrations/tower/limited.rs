@@ -229,6 +229,7 @@ impl<S> Layer<S> for LimitedLayer {
             options: self.options,
             at: self.at,
             state: State::Idle,
+            spare: None,
         }
     }
 }
@@ -256,13 +257,16 @@ pub struct Limited<S> {
     options: AcquireOptions,
     at: &'static Location<'static>,
     state: State,
+    /// The box of a finished wait, kept for the next one.
+    spare: Option<Box<AcquireWith<'static>>>,
 }
 
 enum State {
     /// No permit, not waiting.
     Idle,
-    /// In the limiter's queue.
-    Waiting(AcquireWith<'static>),
+    /// In the limiter's queue (boxed: the state of every service is
+    /// moved on every call, and most calls never wait).
+    Waiting(Box<AcquireWith<'static>>),
     /// Holding a permit for the next call.
     Ready(Permit<'static>),
     /// The limiter refused; the next call fails with this (boxed: the
@@ -302,6 +306,7 @@ impl<S: Clone> Clone for Limited<S> {
             options: self.options,
             at: self.at,
             state: State::Idle,
+            spare: None,
         }
     }
 }
@@ -323,14 +328,28 @@ where
                     // poll would make it, without building that future.
                     self.state = match self.limiter.try_acquire() {
                         Some(permit) => State::Ready(permit),
-                        None => State::Waiting(self.limiter.acquire_at(self.options, self.at)),
+                        None => {
+                            let acquire = self.limiter.acquire_at(self.options, self.at);
+                            State::Waiting(match self.spare.take() {
+                                Some(mut boxed) => {
+                                    *boxed = acquire;
+                                    boxed
+                                }
+                                None => Box::new(acquire),
+                            })
+                        }
                     };
                 }
-                State::Waiting(acquire) => match Pin::new(acquire).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(permit)) => self.state = State::Ready(permit),
-                    Poll::Ready(Err(refused)) => self.state = State::Refused(Box::new(refused)),
-                },
+                State::Waiting(acquire) => {
+                    let next = match Pin::new(&mut **acquire).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(permit)) => State::Ready(permit),
+                        Poll::Ready(Err(refused)) => State::Refused(Box::new(refused)),
+                    };
+                    if let State::Waiting(done) = std::mem::replace(&mut self.state, next) {
+                        self.spare = Some(done); // its allocation serves the next wait
+                    }
+                }
                 State::Ready(_) => return self.inner.poll_ready(cx).map_err(Into::into),
                 State::Refused(_) => return Poll::Ready(Ok(())),
             }
@@ -513,6 +532,44 @@ mod tests {
         // The next call waits its turn again.
         drop(holder);
         assert!(ready(&mut s).is_ready());
+    }
+
+    /// Calls a ready service and polls the response to completion.
+    fn respond(s: &mut Limited<Echo>, n: u32) -> u32 {
+        let cx = &mut Context::from_waker(Waker::noop());
+        match std::pin::pin!(s.call(n)).poll(cx) {
+            Poll::Ready(Ok(n)) => n,
+            _ => panic!("no response"),
+        }
+    }
+
+    #[test]
+    fn a_service_that_waits_again_and_again_gets_its_turn_each_time() {
+        let layer = LimitedLayer::new("tower-unit-again", 1);
+        let (mut holder, mut s) = (layer.layer(Echo), layer.layer(Echo));
+        for round in 0..3 {
+            assert!(ready(&mut holder).is_ready());
+            assert!(ready(&mut s).is_pending());
+            assert_eq!(respond(&mut holder, round), round); // hands the permit on
+            assert!(ready(&mut s).is_ready());
+            assert_eq!(respond(&mut s, round), round);
+        }
+        let stats = layer.limiter().stats();
+        assert_eq!((stats.acquired, stats.waited, stats.active), (6, 3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_service_polled_in_a_batch_scope_waits_as_batch_work() {
+        let layer = LimitedLayer::new("tower-unit-batch", 2).reserve(1);
+        let (mut a, mut b) = (layer.layer(Echo), layer.layer(Echo));
+        crate::batch::scope(async {
+            assert!(ready(&mut a).is_ready());
+            assert!(ready(&mut b).is_pending()); // the last permit is reserved
+        })
+        .await;
+        assert_eq!(layer.limiter().batch_active(), 1);
+        let mut online = layer.layer(Echo);
+        assert!(ready(&mut online).is_ready()); // online work takes it at once
     }
 
     #[test]
