@@ -57,6 +57,15 @@ impl Drop for GaugeGuard<'_> {
 
 /// Benchmark helpers shared by `benches/*.rs`.
 pub mod bench {
+    /// A few cycles of work the optimizer cannot remove: the body of the
+    /// trivial functions and services the benchmarks limit.
+    #[inline(always)]
+    pub fn work(x: u64) -> u64 {
+        std::hint::black_box(x)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(7)
+    }
+
     /// The median of `samples` (the upper one for an even count).
     ///
     /// # Panics

@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Item, ItemFn, Meta, TraitItemFn};
 
 use crate::args::{parse_opts, Errors, Opt};
+use crate::async_trait::Wrapper;
 
 /// The options of one attribute. `#[timeout("2s")]` is `attempt = "2s"`.
 fn parse_args(kind: Kind, tokens: TokenStream) -> syn::Result<Vec<Opt>> {
@@ -97,10 +98,16 @@ pub struct Attr {
 
 /// Parses the item an attribute is written on. `Err` means the item is not a
 /// function with a body: the caller emits the error and the item unchanged.
-pub fn parse_fn(kind: Kind, item: TokenStream) -> Result<(ItemFn, Errors), syn::Error> {
+/// A method as `#[async_trait]` wrote it comes back as the `async fn` it was
+/// written as, with the [`Wrapper`] to put its expansion back in.
+pub fn parse_fn(
+    kind: Kind,
+    item: TokenStream,
+) -> Result<(ItemFn, Option<Wrapper>, Errors), syn::Error> {
     let name = kind.name();
     let mut errors = Errors::default();
-    if let Ok(f) = syn::parse2::<ItemFn>(item.clone()) {
+    if let Ok(mut f) = syn::parse2::<ItemFn>(item.clone()) {
+        let wrapper = crate::async_trait::unwrap(&mut f);
         if let Some(c) = &f.sig.constness {
             errors.spanned(
                 c,
@@ -112,7 +119,7 @@ pub fn parse_fn(kind: Kind, item: TokenStream) -> Result<(ItemFn, Errors), syn::
                 format_args!("#[{name}] applies to an `async fn`: write `async fn`"),
             );
         }
-        return Ok((f, errors));
+        return Ok((f, wrapper, errors));
     }
     if let Ok(f) = syn::parse2::<TraitItemFn>(item.clone()) {
         let at = f

@@ -7,6 +7,7 @@
 use proc_macro::TokenStream;
 
 mod args;
+mod async_trait;
 mod config;
 mod duration;
 mod expand;
@@ -55,7 +56,7 @@ fn entry(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
 ) -> proc_macro2::TokenStream {
-    let (mut f, mut errors) = match item::parse_fn(kind, item.clone()) {
+    let (mut f, wrapper, mut errors) = match item::parse_fn(kind, item.clone()) {
         Ok(parsed) => parsed,
         Err(e) => {
             let mut out = e.to_compile_error();
@@ -90,11 +91,15 @@ fn entry(
             );
         }
     }
+    let rewrap = |f: proc_macro2::TokenStream| match wrapper {
+        Some(w) => w.rewrap(f),
+        None => f,
+    };
     match errors.into_result() {
-        Ok(()) => expand::expand(&config, f),
+        Ok(()) => rewrap(expand::expand(&config, f)),
         Err(e) => {
             let mut out = e.to_compile_error();
-            quote::ToTokens::to_tokens(&f, &mut out);
+            out.extend(rewrap(quote::ToTokens::to_token_stream(&f)));
             out
         }
     }

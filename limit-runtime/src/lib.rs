@@ -6,6 +6,7 @@ pub mod batch;
 pub mod breaker;
 pub mod coalesce;
 mod error;
+mod integrations;
 mod limiter;
 pub mod retry;
 mod timeout;
@@ -18,6 +19,11 @@ pub use limiter::{
 };
 pub use limiter::{ParseRateError, Rate};
 pub use timeout::StaticTimeout;
+
+#[cfg(feature = "metrics")]
+pub use integrations::metrics;
+#[cfg(feature = "tower")]
+pub use integrations::tower;
 
 /// Limits how many calls run at once, across the whole process.
 ///
@@ -223,6 +229,38 @@ pub use timeout::StaticTimeout;
 /// first. A body that calls a function under a limiter its own task already
 /// holds can deadlock once the limiter is full: give nested calls their own
 /// name.
+///
+/// Every attribute also works on the methods of an `#[async_trait]` impl
+/// or trait (`Send` or `?Send`), however the attributes are ordered:
+/// `#[async_trait]` boxes the method first, and the attribute finds the
+/// body inside the box.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use async_trait::async_trait;
+/// use limit_runtime::{limited, retry};
+///
+/// #[async_trait]
+/// trait Users {
+///     async fn get(&self, id: u64) -> Result<String, std::io::Error>;
+/// }
+///
+/// struct Client;
+///
+/// #[async_trait]
+/// impl Users for Client {
+///     #[retry(attempts = 2)]
+///     #[limited(name = "doc-async-trait", max = 10)]
+///     async fn get(&self, id: u64) -> Result<String, std::io::Error> {
+///         Ok(format!("user {id}"))
+///     }
+/// }
+///
+/// let users: Box<dyn Users> = Box::new(Client);
+/// assert_eq!(users.get(7).await.unwrap(), "user 7");
+/// assert_eq!(limit_runtime::limiter("doc-async-trait").unwrap().stats().acquired, 1);
+/// # }
+/// ```
 ///
 /// The same code without the macro (what `cargo expand` shows, trimmed):
 ///

@@ -504,6 +504,19 @@ impl Waiter<'_> {
         self.patience
     }
 
+    /// Whether the caller had to queue (for the wait-time histogram).
+    #[cfg(feature = "metrics")]
+    #[inline]
+    pub(crate) fn queued(&self) -> bool {
+        self.since != u64::MAX
+    }
+
+    /// When the caller queued, if [`queued`](Waiter::queued).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn queued_at(&self) -> Instant {
+        self.core.rate.instant(self.since)
+    }
+
     /// First poll that could not start lock-free: queue, unless the queue
     /// bound refuses. `Ok` if the call is decided; otherwise the time to be
     /// woken at, if any (its deadline, or the rate's next slot).

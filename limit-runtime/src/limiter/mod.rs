@@ -75,6 +75,8 @@ struct Inner {
     core: Core,
     /// The controller of an adaptive limit.
     adaptive: Option<Box<Adaptive>>,
+    #[cfg(feature = "metrics")]
+    waits: crate::integrations::metrics::WaitHistogram,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -225,6 +227,8 @@ impl Limiter {
                 named,
                 core,
                 adaptive,
+                #[cfg(feature = "metrics")]
+                waits: Default::default(),
             }),
         }
     }
@@ -534,6 +538,18 @@ impl Limiter {
         self.acquire_patient(options.patience, origin)
     }
 
+    /// [`acquire_with`](Limiter::acquire_with) for callers that record
+    /// where their options were written themselves (the tower layer).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn acquire_at(
+        &self,
+        options: AcquireOptions,
+        at: &'static std::panic::Location<'static>,
+    ) -> AcquireWith<'_> {
+        self.acquire_patient(options.patience, Origin::Call(at))
+    }
+
     #[inline]
     pub(crate) fn acquire_patient(&self, patience: Patience, origin: Origin) -> AcquireWith<'_> {
         AcquireWith {
@@ -671,7 +687,13 @@ impl<'a> Future for AcquireWith<'a> {
         }
         match poll {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(limiter.permit(this.waiter.class()))),
+            Poll::Ready(Ok(())) => {
+                #[cfg(feature = "metrics")]
+                if this.waiter.queued() {
+                    record_wait(limiter, &this.waiter);
+                }
+                Poll::Ready(Ok(limiter.permit(this.waiter.class())))
+            }
             Poll::Ready(Err(refusal)) => {
                 let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
                 #[cfg(feature = "tracing")]
@@ -711,6 +733,16 @@ impl<'a> Future for Acquire<'a> {
             Err(e) => never_refused(&e),
         })
     }
+}
+
+/// The wait-time histogram's sample of a call that queued (out of line:
+/// the uncontended start pays one comparison for it).
+#[cfg(feature = "metrics")]
+#[cold]
+#[inline(never)]
+fn record_wait(limiter: &Limiter, waiter: &Waiter<'_>) {
+    let queued_at = waiter.queued_at();
+    crate::integrations::metrics::waited(limiter.name(), &limiter.inner.waits, queued_at);
 }
 
 #[cold]

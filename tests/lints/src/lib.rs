@@ -304,6 +304,46 @@ pub async fn adaptive_generic<T: Send>(x: T) -> Result<T, E> {
     Ok(x)
 }
 
+/// A trait whose methods `#[async_trait]` boxes.
+#[async_trait::async_trait]
+pub trait Boxed: Sync {
+    /// Every attribute, on a method `#[async_trait]` boxed first.
+    async fn all(&self, x: u64) -> Result<u64, E>;
+
+    /// A default method returning `()`.
+    #[limited(max = 1)]
+    async fn ping(&self) {}
+}
+
+#[async_trait::async_trait]
+impl Boxed for Client {
+    #[coalesce]
+    #[timeout(attempt = "1s", total = "2s")]
+    #[retry]
+    #[circuit_breaker(name = "lints-boxed")]
+    #[limited(max = 2, wait = "1s")]
+    async fn all(&self, x: u64) -> Result<u64, E> {
+        Ok(x + self.n)
+    }
+}
+
+/// The same, not `Send`.
+#[async_trait::async_trait(?Send)]
+pub trait LocalBoxed {
+    /// Retried and limited.
+    async fn get(&mut self, x: u64) -> Result<u64, E>;
+}
+
+#[async_trait::async_trait(?Send)]
+impl LocalBoxed for Client {
+    #[limited(max = 1)]
+    #[retry]
+    async fn get(&mut self, x: u64) -> Result<u64, E> {
+        self.n += x;
+        Ok(self.n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +373,10 @@ mod tests {
         assert_eq!(c.call(1).await, 3);
         assert_eq!(c.fetch(1).await.unwrap(), 3);
         assert_eq!(Arc::new(Client { n: 4 }).by_arc().await, 4);
-        assert_eq!(c.by_value().await, 2);
+        assert_eq!(Boxed::all(&c, 1).await.unwrap(), 3);
+        c.ping().await;
+        assert_eq!(LocalBoxed::get(&mut c, 1).await.unwrap(), 3);
+        assert_eq!(c.by_value().await, 3);
         assert_eq!(adaptive_one_line(3).await, 3);
         adaptive_unit().await;
         assert_eq!(adaptive_all(4).await.unwrap(), 4);
