@@ -87,8 +87,11 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
         tokio::task::yield_now().await; // holds the permit across a yield
         Ok::<_, Infallible>(work(x))
     });
-    let tower = ConcurrencyLimitLayer::new(MAX);
-    let ours = LimitedLayer::new("bench-tower-contended", MAX);
+    // One limit for all the tasks, as tower users share one: a service
+    // built once and cloned (clones share its semaphore). A layer applied
+    // per task would give each task a limit of its own.
+    let tower = ConcurrencyLimitLayer::new(MAX).layer(svc);
+    let ours = LimitedLayer::new("bench-tower-contended", MAX).layer(svc);
     rt.block_on(async move {
         let start = Instant::now();
         let tasks: Vec<_> = (0..TASKS as u64)
@@ -96,8 +99,8 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
                 let first = t * CALLS_PER_TASK;
                 match v {
                     Variant::Bare => tokio::spawn(drive(svc, CALLS_PER_TASK, first)),
-                    Variant::Tower => tokio::spawn(drive(tower.layer(svc), CALLS_PER_TASK, first)),
-                    Variant::Ours => tokio::spawn(drive(ours.layer(svc), CALLS_PER_TASK, first)),
+                    Variant::Tower => tokio::spawn(drive(tower.clone(), CALLS_PER_TASK, first)),
+                    Variant::Ours => tokio::spawn(drive(ours.clone(), CALLS_PER_TASK, first)),
                     Variant::Attribute => tokio::spawn(drive_attribute(svc, CALLS_PER_TASK, first)),
                 }
             })
