@@ -12,11 +12,13 @@ mod timeout;
 
 pub use breaker::{breaker, breakers, Breaker, BreakerConfig, BreakerState, StaticBreaker};
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "redis")]
+pub use limiter::redis;
 pub use limiter::{
     limiter, limiters, Acquire, AcquireOptions, AcquireWith, Limiter, LimiterStats, Permit,
     StaticLimiter,
 };
-pub use limiter::{ParseRateError, Rate};
+pub use limiter::{BackendMode, ParseRateError, Rate};
 pub use timeout::StaticTimeout;
 
 /// Limits how many calls run at once, across the whole process.

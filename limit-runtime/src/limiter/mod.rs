@@ -7,7 +7,9 @@
 //! | `core.rs` | permits, the one queue, and the dispatcher that decides who starts |
 //! | `queue.rs` | the waiters: a FIFO list per class (online, batch) |
 //! | `rate.rs` | [`Rate`] and the GCRA gate that enforces it |
+//! | `backend/` | names shared beyond the process (a Redis server) |
 
+mod backend;
 mod core;
 mod queue;
 mod rate;
@@ -21,6 +23,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::backend::redis;
+pub use self::backend::BackendMode;
 use self::core::{Core, Patience, Refusal, Waiter, MAX_PERMITS};
 pub(crate) use self::queue::Class;
 pub use self::rate::{ParseRateError, Rate};
@@ -69,6 +74,9 @@ struct Inner {
     name: Box<str>,
     named: bool,
     core: Core,
+    /// The backend sharing this name beyond the process, if any.
+    #[cfg(feature = "redis")]
+    backend: std::sync::OnceLock<Arc<dyn backend::Backend>>,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -114,6 +122,9 @@ pub struct LimiterStats {
     pub wait_total_batch: Duration,
     /// Batch calls among `rejected_full` and `rejected_wait`.
     pub rejected_batch: u64,
+    /// For a name shared beyond the process (cargo feature `redis`), the
+    /// mode it is in now; `None` for a local limiter.
+    pub backend: Option<BackendMode>,
 }
 
 /// How patient one call is: the options `wait` and `queue` of
@@ -186,13 +197,34 @@ fn public_max(max: usize) -> usize {
 
 impl Limiter {
     pub(crate) fn create(name: &str, named: bool, max: usize, rate: Option<Rate>) -> Limiter {
-        Limiter {
+        let limiter = Limiter {
             inner: Arc::new(Inner {
                 name: name.into(),
                 named,
                 core: Core::new(max, rate),
+                #[cfg(feature = "redis")]
+                backend: std::sync::OnceLock::new(),
             }),
+        };
+        #[cfg(feature = "redis")]
+        if let Some(b) = named.then(|| backend::lookup(name)).flatten() {
+            limiter.attach_backend(b);
         }
+        limiter
+    }
+
+    /// Shares this limiter through `backend` (the first one attached stays).
+    #[cfg(feature = "redis")]
+    pub(crate) fn attach_backend(&self, backend: Arc<dyn backend::Backend>) {
+        let _ = self.inner.backend.set(backend);
+    }
+
+    /// The mode of the backend sharing this limiter, if any.
+    fn backend_mode(&self) -> Option<BackendMode> {
+        #[cfg(feature = "redis")]
+        return self.inner.backend.get().map(|b| b.mode());
+        #[cfg(not(feature = "redis"))]
+        None
     }
 
     pub(crate) fn create_private(name: &str, max: usize, rate: Option<Rate>) -> Limiter {
@@ -442,18 +474,31 @@ impl Limiter {
             origin,
             #[cfg(feature = "tracing")]
             reported: false,
+            #[cfg(feature = "redis")]
+            remote: backend::Remote::default(),
         }
     }
 
     /// Starts now if the limiter allows it without waiting (a permit free,
     /// nobody queued, the rate allows a start).
+    ///
+    /// A name shared through a server (cargo feature `redis`) cannot start
+    /// without a round trip: this returns `None` for it; use
+    /// [`acquire_with`](Limiter::acquire_with) with
+    /// [`queue(0)`](AcquireOptions::queue) instead.
     pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        #[cfg(feature = "redis")]
+        if self.inner.backend.get().is_some() {
+            return None;
+        }
         let class = crate::batch::class();
         // `then`, not `then_some`: a `Permit` built for nothing would give
         // back a permit never taken when it is dropped.
         self.core().try_acquire(class).then(|| Permit {
             limiter: self,
             class,
+            #[cfg(feature = "redis")]
+            lease: None,
         })
     }
 
@@ -480,6 +525,7 @@ impl Limiter {
             waited_batch: c.waited_batch.load(Ordering::Relaxed),
             wait_total_batch: Duration::from_nanos(c.wait_total_batch_ns.load(Ordering::Relaxed)),
             rejected_batch: c.rejected_batch.load(Ordering::Relaxed),
+            backend: self.backend_mode(),
         }
     }
 
@@ -542,6 +588,10 @@ pub struct AcquireWith<'a> {
     origin: Origin,
     #[cfg(feature = "tracing")]
     reported: bool,
+    /// A shared name: the lease asked for once the local core let the
+    /// caller start.
+    #[cfg(feature = "redis")]
+    remote: backend::Remote<'a>,
 }
 
 impl<'a> Future for AcquireWith<'a> {
@@ -551,6 +601,10 @@ impl<'a> Future for AcquireWith<'a> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let limiter = this.limiter;
+        #[cfg(feature = "redis")]
+        if let Some(b) = limiter.inner.backend.get() {
+            return this.poll_shared(b, cx);
+        }
         let poll = Pin::new(&mut this.waiter).poll(cx);
         #[cfg(feature = "tracing")]
         if poll.is_pending() && !this.reported {
@@ -568,6 +622,8 @@ impl<'a> Future for AcquireWith<'a> {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(Permit {
                 limiter,
                 class: this.waiter.class(),
+                #[cfg(feature = "redis")]
+                lease: None,
             })),
             Poll::Ready(Err(refusal)) => {
                 let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
@@ -629,6 +685,9 @@ impl fmt::Debug for Acquire<'_> {
 pub struct Permit<'a> {
     limiter: &'a Limiter,
     class: Class,
+    /// The lease of a shared name, given back after the local permit.
+    #[cfg(feature = "redis")]
+    lease: Option<backend::Lease>,
 }
 
 impl Drop for Permit<'_> {
@@ -645,6 +704,12 @@ impl fmt::Debug for Permit<'_> {
             .field("batch", &(self.class == Class::Batch))
             .finish()
     }
+}
+
+/// The named limiter called `name`, if it exists.
+#[cfg(feature = "redis")]
+pub(crate) fn named_limiter(name: &str) -> Option<Limiter> {
+    registry().named.get(name).map(|e| e.limiter.clone())
 }
 
 /// Returns the named limiter called `name`, or, failing that, a private
