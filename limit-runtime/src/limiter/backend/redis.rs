@@ -37,12 +37,15 @@
 //! * **Cheap**: an uncontended start is one round trip (`EVALSHA`) and its
 //!   release one more. The scripts are loaded once and loaded again when
 //!   the server answers `NOSCRIPT` (after a restart).
-//! * **How waiters learn of a release**: the release script publishes, on
-//!   one pub/sub channel per server, the ids of the waiters whose turn has
-//!   come; each process keeps one subscription and wakes exactly those
-//!   callers. As a safety net (a lost message, an expired lease), a waiter
-//!   also asks again after a backoff that doubles from 10 ms up to a quarter
-//!   of the lease (at most 500 ms): no tight loop.
+//! * **How waiters learn of a release**: the release script hands the
+//!   lease to the waiter at the head of the queue (the waiter becomes a
+//!   holder in the same script) and publishes its id on one pub/sub channel
+//!   per server; each process keeps one subscription and wakes exactly that
+//!   caller, which starts without another round trip. (With a rate, the
+//!   message wakes the caller to ask for its lease and its rate slot
+//!   together.) As a safety net (a lost message, an expired lease), a
+//!   waiter also asks again after a backoff that doubles from 10 ms up to a
+//!   quarter of the lease (at most 500 ms): no tight loop.
 //!
 //! # What stays local
 //!
@@ -101,7 +104,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script};
 use futures_util::StreamExt as _;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
 use super::{Acquiring, Backend, BackendMode, Lease, Refused, Request};
@@ -159,6 +162,10 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 if capped then
   purge(holders, queue, tickets, now)
+  if redis.call('ZSCORE', holders, id) then
+    -- Handed over by a release while this caller was on its way.
+    return {1, 0}
+  end
   local free = max - redis.call('ZCARD', holders)
   local ahead = redis.call('ZRANK', queue, id)
   local queued = ahead ~= false
@@ -201,10 +208,15 @@ return {1, delay}
 "
 );
 
-/// Gives a lease back (or takes a waiter out of the queue), and names on
-/// the wake channel the waiters whose turn has come.
+/// Gives a lease back (or takes a waiter out of the queue), and tells the
+/// waiters whose turn has come, on the wake channel. Without a rate, it
+/// hands the lease over: the waiter becomes a holder here, and the message
+/// (`g` and its id) tells it so, saving it a round trip; with a rate, the
+/// message (`w` and its id) wakes it to ask for the lease and its rate
+/// slot together.
 ///
-/// KEYS: holders, queue, tickets. ARGV: id, max, channel.
+/// KEYS: holders, queue, tickets. ARGV: id, max, channel, lease ms, hand
+/// over (1/0).
 const RELEASE: &str = concat!(
     lua_purge!(),
     r"
@@ -219,7 +231,14 @@ if redis.call('ZCARD', queue) > 0 then
   local free = tonumber(ARGV[2]) - redis.call('ZCARD', holders)
   if free > 0 then
     for _, w in ipairs(redis.call('ZRANGE', queue, 0, free - 1)) do
-      redis.call('PUBLISH', ARGV[3], w)
+      if ARGV[5] == '1' then
+        redis.call('ZREM', queue, w)
+        redis.call('ZREM', tickets, w)
+        redis.call('ZADD', holders, now + tonumber(ARGV[4]), w)
+        redis.call('PUBLISH', ARGV[3], 'g' .. w)
+      else
+        redis.call('PUBLISH', ARGV[3], 'w' .. w)
+      end
     end
   end
 end
@@ -346,9 +365,7 @@ struct ServerInner {
     down: watch::Sender<bool>,
     probing: AtomicBool,
     /// The waiters of this process queued in the server, by id.
-    wakers: Mutex<HashMap<Box<str>, Arc<Notify>>>,
-    /// Leases and tickets to give back, sent from `Drop`.
-    releases: mpsc::UnboundedSender<(Arc<Name>, Box<str>)>,
+    wakers: Mutex<HashMap<Box<str>, Arc<Waiting>>>,
     /// Releases sent and not yet answered.
     releasing: AtomicU64,
     names: Mutex<Vec<Arc<Name>>>,
@@ -391,14 +408,12 @@ pub async fn connect(url: &str) -> Result<Server, ConnectError> {
     .await
     .map_err(|_| ConnectError(format!("{url}: no answer within 2s")))?
     .map_err(|e| ConnectError(format!("{url}: {e}")))?;
-    let (releases, released) = mpsc::unbounded_channel();
     let inner = Arc::new(ServerInner {
         url: url.to_owned(),
         conn,
         down: watch::Sender::new(false),
         probing: AtomicBool::new(false),
         wakers: Mutex::new(HashMap::new()),
-        releases,
         releasing: AtomicU64::new(0),
         names: Mutex::new(Vec::new()),
         process: format!("{:x}.{:x}", std::process::id(), rand::random::<u32>()),
@@ -409,7 +424,6 @@ pub async fn connect(url: &str) -> Result<Server, ConnectError> {
         runtime: tokio::runtime::Handle::current(),
     });
     let weak = Arc::downgrade(&inner);
-    inner.runtime.spawn(give_back(released));
     inner.runtime.spawn(subscribe(client, weak));
     Ok(Server { inner })
 }
@@ -451,6 +465,7 @@ impl Server {
             shared_at: std::panic::Location::caller(),
             held: Mutex::new(HashSet::new()),
             max: AtomicU64::new(0),
+            rated: AtomicBool::new(false),
         });
         lock(&self.inner.names).push(shared.clone());
         self.inner
@@ -522,12 +537,21 @@ impl ServerInner {
         *self.down.borrow()
     }
 
-    /// Has the lease or ticket `id` given back, in the background.
+    /// Has the lease or ticket `id` given back, in the background (this
+    /// runs in `Drop`, perhaps outside the runtime).
     fn give_back(&self, name: &Arc<Name>, id: Box<str>) {
-        self.releasing.fetch_add(1, Ordering::AcqRel);
-        if self.releases.send((name.clone(), id)).is_err() {
-            self.releasing.fetch_sub(1, Ordering::AcqRel);
+        if self.is_down() {
+            // It expires by itself.
+            return;
         }
+        self.releasing.fetch_add(1, Ordering::AcqRel);
+        let name = name.clone();
+        self.runtime.spawn(async move {
+            if let Err(why) = name.give_back(&id).await {
+                name.server.mark_down(&why);
+            }
+            name.server.releasing.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Puts the server in down mode (if it was not) and starts the probe.
@@ -564,6 +588,9 @@ struct Name {
     held: Mutex<HashSet<Box<str>>>,
     /// The limit last asked with (for the release script).
     max: AtomicU64,
+    /// Whether the last caller asked for a rate slot too (then a release
+    /// wakes the next waiter instead of handing it the lease).
+    rated: AtomicBool,
 }
 
 /// What went wrong on the way to the server.
@@ -619,12 +646,21 @@ impl Drop for Held {
     }
 }
 
+/// A caller of this process waiting in the server's queue, as the
+/// subscription sees it.
+#[derive(Default)]
+struct Waiting {
+    notify: Notify,
+    /// A release handed the lease over.
+    granted: AtomicBool,
+}
+
 /// This process's place in the server's queue: registered for wake-ups
 /// while it exists, taken out of the queue when dropped before a grant.
 struct Ticket<'a> {
     name: &'a Arc<Name>,
     id: &'a str,
-    notify: Arc<Notify>,
+    waiting: Arc<Waiting>,
     queued: bool,
 }
 
@@ -660,6 +696,7 @@ impl Name {
         let capped = request.max.is_some();
         let max = request.max.unwrap_or(0);
         self.max.store(max as u64, Ordering::Relaxed);
+        self.rated.store(request.rate.is_some(), Ordering::Relaxed);
         let (interval, tau) = match request.rate {
             Some(r) => {
                 let i = micros(r.interval()).max(1);
@@ -715,13 +752,7 @@ impl Name {
                         t.queued = false;
                     }
                     drop(ticket);
-                    let lease = capped.then(|| {
-                        lock(&self.held).insert(id.clone());
-                        Box::new(Held {
-                            name: self.clone(),
-                            id: id.clone(),
-                        }) as Lease
-                    });
+                    let lease = capped.then(|| self.hold(&id));
                     if delay > 0 {
                         // The rate slot is reserved: sleep until it (the
                         // lease is renewed meanwhile, and given back if the
@@ -742,12 +773,12 @@ impl Name {
                 return Err(Fault::Refused(Refused::QueueFull));
             }
             let t = ticket.get_or_insert_with(|| {
-                let notify = Arc::new(Notify::new());
-                lock(&server.wakers).insert(id.clone(), notify.clone());
+                let waiting = Arc::new(Waiting::default());
+                lock(&server.wakers).insert(id.clone(), waiting.clone());
                 Ticket {
                     name: self,
                     id: &id,
-                    notify,
+                    waiting,
                     queued: true,
                 }
             });
@@ -759,13 +790,27 @@ impl Name {
                 }
                 nap = nap.min(left);
             }
-            if timeout(nap, t.notify.notified()).await.is_err() {
+            if timeout(nap, t.waiting.notify.notified()).await.is_err() {
                 backoff = (backoff * 2).min(backoff_cap);
+            }
+            if t.waiting.granted.load(Ordering::Acquire) {
+                t.queued = false;
+                drop(ticket);
+                return Ok(Some(self.hold(&id)));
             }
             if server.is_down() {
                 return Err(Fault::Down("the server went down while waiting".into()));
             }
         }
+    }
+
+    /// A lease granted to this process, renewed until dropped.
+    fn hold(self: &Arc<Self>, id: &str) -> Lease {
+        lock(&self.held).insert(id.into());
+        Box::new(Held {
+            name: self.clone(),
+            id: id.into(),
+        })
     }
 
     /// Gives a lease (or a place in the queue) back.
@@ -778,6 +823,8 @@ impl Name {
             .arg(id)
             .arg(self.max.load(Ordering::Relaxed))
             .arg(WAKE_CHANNEL)
+            .arg(micros(self.options.lease) / 1000)
+            .arg(u8::from(!self.rated.load(Ordering::Relaxed)))
             .invoke_async::<i64>(&mut conn);
         match timeout(self.options.timeout, call).await {
             Ok(Ok(_)) => Ok(()),
@@ -826,23 +873,6 @@ async fn fall_back(fallback: Arc<Semaphore>, request: &Request) -> Result<Option
             .expect("the fallback semaphore is never closed")
     };
     Ok(Some(Box::new(permit)))
-}
-
-/// Gives leases and tickets back as their holders drop them.
-async fn give_back(mut released: mpsc::UnboundedReceiver<(Arc<Name>, Box<str>)>) {
-    while let Some((name, id)) = released.recv().await {
-        if name.server.is_down() {
-            // It expires by itself.
-            name.server.releasing.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        }
-        tokio::spawn(async move {
-            if let Err(why) = name.give_back(&id).await {
-                name.server.mark_down(&why);
-            }
-            name.server.releasing.fetch_sub(1, Ordering::AcqRel);
-        });
-    }
 }
 
 /// Renews the name's leases every third of the lease time.
@@ -917,12 +947,20 @@ async fn subscribe(client: Client, server: std::sync::Weak<ServerInner>) {
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
             let Some(s) = server.upgrade() else { return };
-            let Ok(id) = msg.get_payload::<String>() else {
+            let Ok(message) = msg.get_payload::<String>() else {
                 continue;
             };
-            let notify = lock(&s.wakers).get(id.as_str()).cloned();
-            if let Some(notify) = notify {
-                notify.notify_one();
+            let (granted, id) = match message.split_at_checked(1) {
+                Some(("g", id)) => (true, id),
+                Some((_, id)) => (false, id),
+                None => continue,
+            };
+            let waiting = lock(&s.wakers).get(id).cloned();
+            if let Some(waiting) = waiting {
+                if granted {
+                    waiting.granted.store(true, Ordering::Release);
+                }
+                waiting.notify.notify_one();
             }
         }
     }
