@@ -430,6 +430,16 @@ async fn closed_call() -> Result<(), limit_runtime::Error> {
     Ok(())
 }
 
+static RETRIED_BODIES: AtomicUsize = AtomicUsize::new(0);
+
+/// A refusal by a fail-closed name is not retried, and the body never runs.
+#[limit_runtime::retry(attempts = 3, initial = "1s")]
+#[limited(name = "closed-retry", max = 3, wait = "2s")]
+async fn closed_retried_call() -> Result<(), limit_runtime::Error> {
+    RETRIED_BODIES.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
 /// With the server stopped: a fail-closed name refuses with `Unavailable`
 /// at once, a fail-open one falls back to its local limit; both are shared
 /// again as soon as the server answers.
@@ -443,6 +453,7 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
     server
         .share("closed", quick.clone())
         .share("closed-attr", quick.clone())
+        .share("closed-retry", quick.clone())
         .share("open", quick.clone().fail_open(2));
     let closed = Limiter::named("closed", 5);
     let open = Limiter::named("open", 5);
@@ -477,6 +488,14 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
         closed_call().await.unwrap_err().kind(),
         ErrorKind::Unavailable
     );
+    let t = Instant::now();
+    let err = closed_retried_call().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "not retried: no 1 s backoff"
+    );
+    assert_eq!(RETRIED_BODIES.load(Ordering::SeqCst), 0);
 
     // Fail open: the local fallback limit of 2 holds.
     let now = Arc::new(AtomicUsize::new(0));
