@@ -212,6 +212,11 @@ async fn restart_call(mut meter: MultiplexedConnection) {
     leave(&mut meter).await;
 }
 
+#[limited(name = "fleet-fair", max = 1)]
+async fn greedy_call() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
 #[limited(name = "fleet-hog", max = 10)]
 async fn hog_call() {
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -264,6 +269,17 @@ fn worker_process() {
                     );
                     for _ in 0..tasks {
                         calls.push(tokio::spawn(restart_call(meter.clone())));
+                    }
+                }
+                "greedy" => {
+                    server.share("fleet-fair", Shared::new().lease(Duration::from_secs(2)));
+                    let until = Instant::now() + Duration::from_secs(4);
+                    for _ in 0..tasks {
+                        calls.push(tokio::spawn(async move {
+                            while Instant::now() < until {
+                                greedy_call().await;
+                            }
+                        }));
                     }
                 }
                 "hog" => {
@@ -368,6 +384,47 @@ async fn permits_of_a_killed_process_come_back_within_the_lease() {
         );
     }
     assert_eq!(holders(&mut l, "fleet-hog").await, 10);
+}
+
+/// Two processes with 20 tasks each call a name with `max = 1` in a loop;
+/// a third process asking for it waits in the global FIFO queue behind at
+/// most one caller of each (a process queues in the server only the
+/// callers its own limiter lets through), never starved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_process_is_not_starved() {
+    let limits = RedisServer::start();
+    let meter = RedisServer::start();
+    let greedy: Vec<Child> = (0..2)
+        .map(|_| worker("greedy", &limits, &meter, &[("LIMIT_TEST_TASKS", "20")]))
+        .collect();
+    let server = connect(&limits.url()).await.unwrap();
+    server.share("fleet-fair", Shared::new().lease(Duration::from_secs(2)));
+    let fair = Limiter::named("fleet-fair", 1);
+    let mut l = conn(&limits.url()).await;
+    let start = Instant::now();
+    while holders(&mut l, "fleet-fair").await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the greedy never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut longest = Duration::ZERO;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let permit = fair
+            .acquire_with(AcquireOptions::new().wait(Duration::from_secs(3)))
+            .await
+            .expect("not starved");
+        longest = longest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(permit);
+    }
+    // Behind at most two 20 ms bodies (and their hand-overs).
+    assert!(longest < Duration::from_millis(800), "waited {longest:?}");
+    for w in greedy {
+        finish(w, Duration::from_secs(30));
+    }
 }
 
 /// The server restarts mid-run: nothing hangs, the scripts are loaded
