@@ -683,3 +683,84 @@ async fn an_uncontended_start_and_release_are_two_round_trips() {
         assert_eq!(command_calls(&mut l, other).await, 0, "{other}");
     }
 }
+
+/// With the `tracing` feature, the switch to the fallback mode is a `WARN`
+/// event and the way back an `INFO` event, both with the server's URL
+/// (`cargo test --features redis,tracing --test redis_shared tracing`).
+#[cfg(feature = "tracing")]
+#[test]
+fn tracing_says_when_a_server_is_down_and_back() {
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// Records `LEVEL message` for the events of `limit_runtime::redis`.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    struct Message(String);
+
+    impl Visit for Message {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!(" {}={value:?}", field.name()));
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            m.target() == "limit_runtime::redis"
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            let line = format!("{}{}", event.metadata().level(), message.0);
+            self.0.lock().unwrap().push(line);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    let mut limits = RedisServer::start();
+    let rec = Recorder::default();
+    let events = rec.0.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(rec, || {
+        rt.block_on(async {
+            let server = connect(&limits.url()).await.unwrap();
+            server.share("traced-open", Shared::new().fail_open(1));
+            let l = Limiter::named("traced-open", 2);
+            l.run(async {}).await;
+            limits.stop();
+            l.run(async {}).await; // fails over to the local limit
+            assert_eq!(l.stats().backend, Some(BackendMode::FailedOpen));
+            limits.restart();
+            let t = Instant::now();
+            while l.stats().backend != Some(BackendMode::Shared) {
+                assert!(t.elapsed() < Duration::from_secs(3), "not back");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    });
+    let events = events.lock().unwrap().clone();
+    let url = limits.url();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].starts_with("WARN")
+            && events[0].contains(&format!("server={url}"))
+            && events[0].contains("did not answer"),
+        "{events:?}"
+    );
+    assert!(
+        events[1].starts_with("INFO") && events[1].contains("answers again"),
+        "{events:?}"
+    );
+}
