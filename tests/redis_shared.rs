@@ -361,6 +361,15 @@ async fn permits_of_a_killed_process_come_back_within_the_lease() {
     assert_eq!(holders(&mut l, "fleet-hog").await, 10);
     let refused = here.acquire_with(AcquireOptions::new().queue(0)).await;
     assert_eq!(refused.unwrap_err().kind(), ErrorKind::QueueFull);
+    let t = Instant::now();
+    let patient = AcquireOptions::new().wait(Duration::from_millis(300));
+    let refused = here.acquire_with(patient).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::WaitTimeout);
+    assert!(t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(2));
+    assert!(
+        refused.to_string().contains("gave up after waiting 300ms"),
+        "{refused}"
+    );
 
     hog.kill().unwrap(); // SIGKILL
     hog.wait().unwrap();
@@ -487,6 +496,13 @@ async fn closed_call() -> Result<(), limit_runtime::Error> {
     Ok(())
 }
 
+/// Refusals by a fail-closed name do not count as failures for a breaker.
+#[limit_runtime::circuit_breaker(name = "closed-breaker", min_calls = 2, failure_rate = 0.1)]
+#[limited(name = "closed-cb", max = 3, wait = "2s")]
+async fn closed_breaker_call() -> Result<(), limit_runtime::Error> {
+    Ok(())
+}
+
 static RETRIED_BODIES: AtomicUsize = AtomicUsize::new(0);
 
 /// A refusal by a fail-closed name is not retried, and the body never runs.
@@ -511,6 +527,7 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
         .share("closed", quick.clone())
         .share("closed-attr", quick.clone())
         .share("closed-retry", quick.clone())
+        .share("closed-cb", quick.clone())
         .share("open", quick.clone().fail_open(2));
     let closed = Limiter::named("closed", 5);
     let open = Limiter::named("open", 5);
@@ -553,6 +570,12 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
         "not retried: no 1 s backoff"
     );
     assert_eq!(RETRIED_BODIES.load(Ordering::SeqCst), 0);
+    for _ in 0..5 {
+        let err = closed_breaker_call().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+    }
+    let breaker = limit_runtime::breaker("closed-breaker").unwrap();
+    assert_eq!(breaker.state(), limit_runtime::BreakerState::Closed);
 
     // Fail open: the local fallback limit of 2 holds.
     let now = Arc::new(AtomicUsize::new(0));
