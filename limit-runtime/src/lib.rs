@@ -13,11 +13,13 @@ mod timeout;
 
 pub use breaker::{breaker, breakers, Breaker, BreakerConfig, BreakerState, StaticBreaker};
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "redis")]
+pub use limiter::redis;
 pub use limiter::{
     limiter, limiters, Acquire, AcquireOptions, AcquireWith, AdaptiveOptions, Limiter,
     LimiterStats, Outcome, Permit, StaticLimiter,
 };
-pub use limiter::{ParseRateError, Rate};
+pub use limiter::{BackendMode, ParseRateError, Rate};
 pub use timeout::StaticTimeout;
 
 #[cfg(feature = "metrics")]

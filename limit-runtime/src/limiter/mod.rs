@@ -8,8 +8,10 @@
 //! | `queue.rs` | the waiters: a FIFO list per class (online, batch) |
 //! | `rate.rs` | [`Rate`] and the GCRA gate that enforces it |
 //! | `adaptive.rs` | the adaptive limit: [`Outcome`]s in, a limit out |
+//! | `backend/` | names shared beyond the process (a Redis server) |
 
 mod adaptive;
+mod backend;
 mod core;
 mod queue;
 mod rate;
@@ -25,6 +27,9 @@ use std::time::Duration;
 
 use self::adaptive::Adaptive;
 pub use self::adaptive::{AdaptiveOptions, Outcome};
+#[cfg(feature = "redis")]
+pub use self::backend::redis;
+pub use self::backend::BackendMode;
 use self::core::{Core, Patience, Refusal, Waiter, MAX_PERMITS};
 pub(crate) use self::queue::Class;
 pub use self::rate::{ParseRateError, Rate};
@@ -77,6 +82,9 @@ struct Inner {
     adaptive: Option<Box<Adaptive>>,
     #[cfg(feature = "metrics")]
     waits: crate::integrations::metrics::WaitHistogram,
+    /// The backend sharing this name beyond the process, if any.
+    #[cfg(feature = "redis")]
+    backend: std::sync::OnceLock<Arc<dyn backend::Backend>>,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -136,6 +144,9 @@ pub struct LimiterStats {
     pub samples: u64,
     /// Adaptive: drops (overload errors and attempt timeouts).
     pub overloads: u64,
+    /// For a name shared beyond the process (cargo feature `redis`), the
+    /// mode it is in now; `None` for a local limiter.
+    pub backend: Option<BackendMode>,
 }
 
 /// How patient one call is: the options `wait` and `queue` of
@@ -221,7 +232,7 @@ impl Limiter {
             }
             None => (Core::new(max, rate), None),
         };
-        Limiter {
+        let limiter = Limiter {
             inner: Arc::new(Inner {
                 name: name.into(),
                 named,
@@ -229,8 +240,29 @@ impl Limiter {
                 adaptive,
                 #[cfg(feature = "metrics")]
                 waits: Default::default(),
+                #[cfg(feature = "redis")]
+                backend: std::sync::OnceLock::new(),
             }),
+        };
+        #[cfg(feature = "redis")]
+        if let Some(b) = named.then(|| backend::lookup(name)).flatten() {
+            limiter.attach_backend(b);
         }
+        limiter
+    }
+
+    /// Shares this limiter through `backend` (the first one attached stays).
+    #[cfg(feature = "redis")]
+    pub(crate) fn attach_backend(&self, backend: Arc<dyn backend::Backend>) {
+        let _ = self.inner.backend.set(backend);
+    }
+
+    /// The mode of the backend sharing this limiter, if any.
+    fn backend_mode(&self) -> Option<BackendMode> {
+        #[cfg(feature = "redis")]
+        return self.inner.backend.get().map(|b| b.mode());
+        #[cfg(not(feature = "redis"))]
+        None
     }
 
     pub(crate) fn create_private(
@@ -343,6 +375,8 @@ impl Limiter {
             limiter: self,
             class,
             started,
+            #[cfg(feature = "redis")]
+            lease: None,
         }
     }
 
@@ -558,12 +592,23 @@ impl Limiter {
             origin,
             #[cfg(feature = "tracing")]
             reported: false,
+            #[cfg(feature = "redis")]
+            remote: backend::Remote::default(),
         }
     }
 
     /// Starts now if the limiter allows it without waiting (a permit free,
     /// nobody queued, the rate allows a start).
+    ///
+    /// A name shared through a server (cargo feature `redis`) cannot start
+    /// without a round trip: this returns `None` for it; use
+    /// [`acquire_with`](Limiter::acquire_with) with
+    /// [`queue(0)`](AcquireOptions::queue) instead.
     pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        #[cfg(feature = "redis")]
+        if self.inner.backend.get().is_some() {
+            return None;
+        }
         let class = crate::batch::class();
         // `then`, not `then_some`: a `Permit` built for nothing would give
         // back a permit never taken when it is dropped.
@@ -602,6 +647,7 @@ impl Limiter {
             latency: a.and_then(Adaptive::latency),
             samples: a.map_or(0, Adaptive::samples),
             overloads: a.map_or(0, Adaptive::drops),
+            backend: self.backend_mode(),
         }
     }
 
@@ -664,6 +710,10 @@ pub struct AcquireWith<'a> {
     origin: Origin,
     #[cfg(feature = "tracing")]
     reported: bool,
+    /// A shared name: the lease asked for once the local core let the
+    /// caller start.
+    #[cfg(feature = "redis")]
+    remote: backend::Remote<'a>,
 }
 
 impl<'a> Future for AcquireWith<'a> {
@@ -673,6 +723,10 @@ impl<'a> Future for AcquireWith<'a> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let limiter = this.limiter;
+        #[cfg(feature = "redis")]
+        if let Some(b) = limiter.inner.backend.get() {
+            return this.poll_shared(b, cx);
+        }
         let poll = Pin::new(&mut this.waiter).poll(cx);
         #[cfg(feature = "tracing")]
         if poll.is_pending() && !this.reported {
@@ -766,6 +820,9 @@ pub struct Permit<'a> {
     class: Class,
     /// Adaptive limiters: when the permit was granted (0 otherwise).
     started: u64,
+    /// The lease of a shared name, given back after the local permit.
+    #[cfg(feature = "redis")]
+    lease: Option<backend::Lease>,
 }
 
 impl Permit<'_> {
@@ -779,6 +836,14 @@ impl Permit<'_> {
     pub fn record(self, outcome: Outcome) {
         if self.started != 0 {
             self.record_slow(outcome);
+        }
+    }
+
+    /// Adaptive limiters: the body starts now (after a remote wait).
+    #[cfg(feature = "redis")]
+    fn restart(&mut self) {
+        if let Some(a) = &self.limiter.inner.adaptive {
+            self.started = a.now();
         }
     }
 
@@ -809,6 +874,12 @@ impl fmt::Debug for Permit<'_> {
             .field("batch", &(self.class == Class::Batch))
             .finish()
     }
+}
+
+/// The named limiter called `name`, if it exists.
+#[cfg(feature = "redis")]
+pub(crate) fn named_limiter(name: &str) -> Option<Limiter> {
+    registry().named.get(name).map(|e| e.limiter.clone())
 }
 
 /// Returns the named limiter called `name`, or, failing that, a private
