@@ -496,6 +496,14 @@ async fn closed_call() -> Result<(), limit_runtime::Error> {
     Ok(())
 }
 
+/// No `wait`, no `queue`: a `Result` that can carry the error still gets
+/// `Unavailable` from a name that fails closed, instead of waiting for the
+/// server.
+#[limited(name = "closed-plain", max = 3)]
+async fn closed_plain_call() -> Result<(), limit_runtime::Error> {
+    Ok(())
+}
+
 /// Refusals by a fail-closed name do not count as failures for a breaker.
 #[limit_runtime::circuit_breaker(name = "closed-breaker", min_calls = 2, failure_rate = 0.1)]
 #[limited(name = "closed-cb", max = 3, wait = "2s")]
@@ -528,6 +536,7 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
         .share("closed-attr", quick.clone())
         .share("closed-retry", quick.clone())
         .share("closed-cb", quick.clone())
+        .share("closed-plain", quick.clone())
         .share("open", quick.clone().fail_open(2));
     let closed = Limiter::named("closed", 5);
     let open = Limiter::named("open", 5);
@@ -538,6 +547,7 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
         assert_eq!(closed.stats().backend, Some(BackendMode::Shared));
     }
     closed_call().await.unwrap();
+    closed_plain_call().await.unwrap();
 
     limits.stop();
     let t = Instant::now();
@@ -561,6 +571,17 @@ async fn fail_open_and_fail_closed_with_the_server_stopped() {
     assert_eq!(
         closed_call().await.unwrap_err().kind(),
         ErrorKind::Unavailable
+    );
+    let t = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), closed_plain_call())
+        .await
+        .expect("a call that can carry the error does not wait for the server")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
     );
     let t = Instant::now();
     let err = closed_retried_call().await.unwrap_err();

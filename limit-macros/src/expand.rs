@@ -311,7 +311,24 @@ fn permit_step(
     exit: &TokenStream,
 ) -> TokenStream {
     let Some(option) = &l.refuses else {
-        return quote!(let #permit = __LIMITED.acquire().await;);
+        // No option of its own refuses a call, but a name shared through a
+        // server that fails closed may, if the output can carry the error.
+        let ty = match output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, ty) if !mentions_impl_trait(ty) => ty.to_token_stream(),
+            ReturnType::Type(..) => return quote!(let #permit = __LIMITED.acquire().await;),
+        };
+        return quote! {
+            let #permit = {
+                #[allow(unused_imports)]
+                use #k::__private::{RefuseNever as _, RefuseResult as _};
+                let __limit_refuse = &#k::__private::Refuse::<#ty>::NEW;
+                match __limit_refuse.start(&__LIMITED).await {
+                    ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+                    ::core::result::Result::Err(__limit_err) => #exit __limit_refuse.refused(__limit_err),
+                }
+            };
+        };
     };
     let refuse = if option == "wait" {
         quote!(WaitResult)

@@ -786,9 +786,59 @@ pub mod __private {
         BreakerResult:
             "#[circuit_breaker] can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
             "this return type cannot carry the error of #[circuit_breaker]";
-        BackendResult:
-            "a shared backend can make a call fail with `limit_runtime::Error`, so the function must return `Result<T, E>` where `E: From<limit_runtime::Error>`; `{Self}` is not",
-            "this return type cannot carry the error of a shared backend";
+    }
+
+    /// The output type `R` of a `#[limited]` function without `wait` or
+    /// `queue`. If it is a `Result` whose error can carry a
+    /// `limit_runtime::Error`, a name shared through a server that fails
+    /// closed refuses the call with `Unavailable` ([`RefuseResult`]); any
+    /// other output waits as long as it takes ([`RefuseNever`]). Method
+    /// resolution picks: `(&Refuse::<R>::NEW).start(..)`.
+    pub struct Refuse<R>(core::marker::PhantomData<fn() -> R>);
+
+    impl<R> Refuse<R> {
+        /// The marker.
+        pub const NEW: Self = Refuse(core::marker::PhantomData);
+    }
+
+    /// [`Refuse`] of a `Result` that can carry the error.
+    pub trait RefuseResult<R> {
+        /// Waits for a start; a shared name may refuse.
+        fn start(&self, limiter: &'static crate::StaticLimiter) -> crate::AcquireWith<'static>;
+        /// The function's output for a refusal.
+        fn refused(&self, err: crate::Error) -> R;
+    }
+
+    impl<T, E: From<crate::Error>> RefuseResult<Result<T, E>> for Refuse<Result<T, E>> {
+        #[inline]
+        fn start(&self, limiter: &'static crate::StaticLimiter) -> crate::AcquireWith<'static> {
+            limiter.acquire_declared()
+        }
+
+        #[inline]
+        fn refused(&self, err: crate::Error) -> Result<T, E> {
+            Err(E::from(err))
+        }
+    }
+
+    /// [`Refuse`] of any other output.
+    pub trait RefuseNever<R> {
+        /// Waits for a start, as long as it takes.
+        fn start(&self, limiter: &'static crate::StaticLimiter) -> crate::AcquireWith<'static>;
+        /// Never called: such a start is never refused.
+        fn refused(&self, err: crate::Error) -> R;
+    }
+
+    impl<R> RefuseNever<R> for &Refuse<R> {
+        #[inline]
+        fn start(&self, limiter: &'static crate::StaticLimiter) -> crate::AcquireWith<'static> {
+            limiter.acquire_unrefused()
+        }
+
+        #[cold]
+        fn refused(&self, err: crate::Error) -> R {
+            unreachable!("a call that cannot carry an error was refused: {err}")
+        }
     }
 
     /// The default `failure` of `#[circuit_breaker]`: every error counts.

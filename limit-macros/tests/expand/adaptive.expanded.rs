@@ -13,7 +13,19 @@ pub async fn put_object(key: String) -> Result<usize, S3Error> {
         )
         .adaptive(::limit_runtime::AdaptiveOptions::new().min(2));
     {
-        let __limit_permit = __LIMITED.acquire().await;
+        let __limit_permit = {
+            #[allow(unused_imports)]
+            use ::limit_runtime::__private::{RefuseNever as _, RefuseResult as _};
+            let __limit_refuse = &::limit_runtime::__private::Refuse::<
+                Result<usize, S3Error>,
+            >::NEW;
+            match __limit_refuse.start(&__LIMITED).await {
+                ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+                ::core::result::Result::Err(__limit_err) => {
+                    return __limit_refuse.refused(__limit_err);
+                }
+            }
+        };
         let (__limit_outcome, __limit_timed_out) = (
             async move {
                 #[allow(
@@ -52,7 +64,17 @@ pub async fn thumbnail(id: u64) -> u64 {
         )
         .adaptive(::limit_runtime::AdaptiveOptions::new());
     {
-        let __limit_permit = __LIMITED.acquire().await;
+        let __limit_permit = {
+            #[allow(unused_imports)]
+            use ::limit_runtime::__private::{RefuseNever as _, RefuseResult as _};
+            let __limit_refuse = &::limit_runtime::__private::Refuse::<u64>::NEW;
+            match __limit_refuse.start(&__LIMITED).await {
+                ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+                ::core::result::Result::Err(__limit_err) => {
+                    return __limit_refuse.refused(__limit_err);
+                }
+            }
+        };
         let (__limit_outcome, __limit_timed_out) = (
             async move {
                 #[allow(

@@ -9,7 +9,19 @@ pub async fn fetch_address(id: u64) -> Result<Address, Error> {
         ADDRESS_PARALLELISM,
     );
     {
-        let __limit_permit = __LIMITED.acquire().await;
+        let __limit_permit = {
+            #[allow(unused_imports)]
+            use ::limit_runtime::__private::{RefuseNever as _, RefuseResult as _};
+            let __limit_refuse = &::limit_runtime::__private::Refuse::<
+                Result<Address, Error>,
+            >::NEW;
+            match __limit_refuse.start(&__LIMITED).await {
+                ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+                ::core::result::Result::Err(__limit_err) => {
+                    return __limit_refuse.refused(__limit_err);
+                }
+            }
+        };
         let _ = id;
         Ok(Address)
     }
@@ -21,7 +33,17 @@ async fn resize(img: &[u8]) -> Vec<u8> {
         4,
     );
     {
-        let __limit_permit = __LIMITED.acquire().await;
+        let __limit_permit = {
+            #[allow(unused_imports)]
+            use ::limit_runtime::__private::{RefuseNever as _, RefuseResult as _};
+            let __limit_refuse = &::limit_runtime::__private::Refuse::<Vec<u8>>::NEW;
+            match __limit_refuse.start(&__LIMITED).await {
+                ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+                ::core::result::Result::Err(__limit_err) => {
+                    return __limit_refuse.refused(__limit_err);
+                }
+            }
+        };
         img.to_vec()
     }
 }

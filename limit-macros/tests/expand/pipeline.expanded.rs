@@ -30,8 +30,14 @@ pub async fn fetch_addresses(
         let __limit_call = ::core::pin::pin!(
             async { let __limit_out = async { { let mut __limit_retry = __RETRY.begin();
             loop { let __limit_outcome = { let user_id =
-            ::limit_runtime::__private::clone_arg(& user_id); { let __limit_permit =
-            __LIMITED.acquire(). await; async { #[allow(unreachable_code,
+            ::limit_runtime::__private::clone_arg(& user_id); { let __limit_permit = {
+            #[allow(unused_imports)] use ::limit_runtime::__private:: { RefuseNever as _,
+            RefuseResult as _ }; let __limit_refuse = &
+            ::limit_runtime::__private::Refuse:: < Result < std::sync::Arc < Vec <
+            Address > >, ApiError > > ::NEW; match __limit_refuse.start(& __LIMITED).
+            await { ::core::result::Result::Ok(__limit_ok) => __limit_ok,
+            ::core::result::Result::Err(__limit_err) => break __limit_refuse
+            .refused(__limit_err), } }; async { #[allow(unreachable_code,
             clippy::diverging_sub_expression, clippy::empty_loop,
             clippy::needless_return)] if false { let __limit_return : Result <
             std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return

@@ -242,6 +242,15 @@ impl StaticLimiter {
             .acquire_patient(self.patience, Origin::Declared(self))
     }
 
+    /// Waits as long as it takes (what a function that cannot carry an
+    /// error does): never refused, even by a shared name that fails closed.
+    #[doc(hidden)]
+    #[inline]
+    pub fn acquire_unrefused(&'static self) -> AcquireWith<'static> {
+        self.limiter()
+            .acquire_patient(Patience::UNLIMITED, Origin::None)
+    }
+
     pub(super) fn declared_file_line(&self) -> (&'static str, u32) {
         (self.file, self.line)
     }

@@ -68,11 +68,12 @@
 //! stop asking it and do what their name chose:
 //!
 //! * [`Shared::fail_closed`] (the default): calls that can carry an error
-//!   (`#[limited]` with `wait` or `queue`, [`Limiter::acquire_with`],
+//!   (a `#[limited]` function returning `Result<T, E>` with
+//!   `E: From<limit_runtime::Error>`, [`Limiter::acquire_with`],
 //!   [`StaticLimiter::acquire_declared`]) fail at once with
 //!   [`ErrorKind::Unavailable`]; calls that cannot ([`Limiter::acquire`],
-//!   [`Limiter::run`], `#[limited]` without `wait` or `queue`) wait until the
-//!   server answers again.
+//!   [`Limiter::run`], a `#[limited]` function returning `()` or another
+//!   plain value) wait until the server answers again.
 //! * [`Shared::fail_open`]`(n)`: each process falls back to a local limit of
 //!   `n` (and the limiter's own local queue and rate).
 //!
