@@ -113,6 +113,12 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
 }
 
 fn main() {
+    if std::env::var("LIMIT_BENCH_PROFILE").as_deref() == Ok("uncontended") {
+        // The uncontended layer, long, for a profiler.
+        let current = Builder::new_current_thread().enable_all().build().unwrap();
+        black_box(uncontended(&current, Variant::Ours, 50_000_000));
+        return;
+    }
     if std::env::var_os("LIMIT_BENCH_PROFILE").is_some() {
         // One variant, long, for a profiler.
         let workers = Builder::new_multi_thread()

@@ -373,8 +373,7 @@ impl Limiter {
         };
         Permit {
             limiter: self,
-            class,
-            started,
+            meta: (started << 1) | u64::from(class == Class::Batch),
             #[cfg(feature = "redis")]
             lease: None,
         }
@@ -817,9 +816,11 @@ impl fmt::Debug for Acquire<'_> {
 #[must_use = "the permit is given back as soon as it is dropped"]
 pub struct Permit<'a> {
     limiter: &'a Limiter,
-    class: Class,
-    /// Adaptive limiters: when the permit was granted (0 otherwise).
-    started: u64,
+    /// `started << 1 | batch`: for an adaptive limiter, when the permit was
+    /// granted (0 otherwise), and whether it is batch work's. One word, so
+    /// a permit is two (it moves with every service call of the tower
+    /// layer).
+    meta: u64,
     /// The lease of a shared name, given back after the local permit.
     #[cfg(feature = "redis")]
     lease: Option<backend::Lease>,
@@ -834,8 +835,29 @@ impl Permit<'_> {
     /// cancelled or panicking is neither a sample nor a drop.
     #[inline]
     pub fn record(self, outcome: Outcome) {
-        if self.started != 0 {
+        self.note(outcome);
+    }
+
+    /// Tells an adaptive limiter how the body ended, keeping the permit
+    /// (it goes back when dropped).
+    #[inline]
+    pub(crate) fn note(&self, outcome: Outcome) {
+        if self.started() != 0 {
             self.record_slow(outcome);
+        }
+    }
+
+    #[inline]
+    fn started(&self) -> u64 {
+        self.meta >> 1
+    }
+
+    #[inline]
+    fn class(&self) -> Class {
+        if self.meta & 1 == 1 {
+            Class::Batch
+        } else {
+            Class::Online
         }
     }
 
@@ -843,7 +865,7 @@ impl Permit<'_> {
     #[cfg(feature = "redis")]
     fn restart(&mut self) {
         if let Some(a) = &self.limiter.inner.adaptive {
-            self.started = a.now();
+            self.meta = (a.now() << 1) | (self.meta & 1);
         }
     }
 
@@ -855,7 +877,7 @@ impl Permit<'_> {
             // Nine tenths of the limit running: the limit is what holds
             // calls back (callers queued for a rate slot do not count).
             let saturated = core.active() * 10 >= limit * 9;
-            a.record(core, self.started, outcome, saturated);
+            a.record(core, self.started(), outcome, saturated);
         }
     }
 }
@@ -863,7 +885,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.limiter.core().release(self.class);
+        self.limiter.core().release(self.class());
     }
 }
 
@@ -871,7 +893,7 @@ impl fmt::Debug for Permit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
             .field("limiter", &self.limiter.name())
-            .field("batch", &(self.class == Class::Batch))
+            .field("batch", &(self.class() == Class::Batch))
             .finish()
     }
 }

@@ -432,13 +432,14 @@ where
         // The call is over: its permit goes back now, not when the future
         // is dropped. An adaptive limit learns from a success; an error
         // says nothing it can tell apart.
-        if let Some(permit) = this.permit.take() {
-            permit.record(if out.is_ok() {
+        if let Some(permit) = this.permit.as_ref() {
+            permit.note(if out.is_ok() {
                 Outcome::Success
             } else {
                 Outcome::Ignored
             });
         }
+        *this.permit = None;
         Poll::Ready(out)
     }
 }
