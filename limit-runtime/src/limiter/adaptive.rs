@@ -247,9 +247,6 @@ struct Control {
     rng: u64,
 }
 
-/// What an event asks of the core.
-pub(crate) struct Decision(Option<usize>);
-
 fn window_size(limit: usize) -> usize {
     (limit / 2).clamp(16, 64)
 }
@@ -400,7 +397,7 @@ impl Adaptive {
             let latency = now.saturating_sub(started);
             self.on_event(&mut c, now, latency, outcome, saturated)
         };
-        if let Decision(Some(limit)) = decision {
+        if let Some(limit) = decision {
             self.apply(core, limit);
         }
     }
@@ -430,7 +427,7 @@ impl Adaptive {
         latency: u64,
         outcome: Outcome,
         saturated: bool,
-    ) -> Decision {
+    ) -> Option<usize> {
         let ceiling = self.ceiling();
         if let Phase::Probe {
             resume,
@@ -464,14 +461,14 @@ impl Adaptive {
                 c.window.latencies.push(latency);
             }
             if now < *end {
-                return Decision(None);
+                return None;
             }
             if c.window.latencies.len() < PROBE_SAMPLES {
                 // Too few calls started in the span: widen it.
                 let d = ((*end - since) / 6).max(1);
                 *starts_until = starts_until.saturating_add(3 * d);
                 *end = end.saturating_add(3 * d);
-                return Decision(None);
+                return None;
             }
             let measured = median(&mut c.window.latencies).max(1);
             let mut limit = resume;
@@ -497,7 +494,7 @@ impl Adaptive {
         // the window early.
         let dropped = w.drops as usize >= (c.limit / 4).max(1);
         if w.events() < window_size(c.limit) && !dropped {
-            return Decision(None);
+            return None;
         }
 
         let limit = c.limit;
@@ -571,16 +568,16 @@ impl Adaptive {
             c.changed_at = now;
             // Half of the higher of the two: enough concurrency for a
             // quick probe, still far from full if the service is.
-            return Decision(Some(probe_limit(if_slower, self.min)));
+            return Some(probe_limit(if_slower, self.min));
         }
         if next != limit {
             c.changed_at = now;
-            return Decision(Some(next));
+            return Some(next);
         }
-        Decision(None)
+        None
     }
 
-    fn end_probe(&self, c: &mut Control, now: u64, limit: usize) -> Decision {
+    fn end_probe(&self, c: &mut Control, now: u64, limit: usize) -> Option<usize> {
         c.phase = Phase::Normal;
         c.limit = limit;
         c.changed_at = now;
@@ -597,7 +594,7 @@ impl Adaptive {
         let spread = (c.rng % 1000) as f64 / 1000.0; // [0, 1)
         let every = every.as_nanos() as f64 * (0.75 + 0.5 * spread);
         c.next_probe = now.saturating_add(every as u64);
-        Decision(Some(limit))
+        Some(limit)
     }
 }
 
@@ -630,7 +627,7 @@ mod tests {
             let mut c = a.lock();
             let d = a.on_event(&mut c, now, latency, outcome, saturated);
             drop(c);
-            if let Decision(Some(l)) = d {
+            if let Some(l) = d {
                 a.apply(core, l);
             }
         }
