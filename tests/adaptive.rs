@@ -315,3 +315,38 @@ async fn a_rate_that_binds_keeps_the_limit_from_climbing() {
     assert_eq!(limiter.stats().limit_max_seen, 20);
     assert!(limiter.limit() <= 20);
 }
+
+#[limited(name = "sim-panics", adaptive)]
+async fn panics(really: bool) -> u64 {
+    tokio::time::sleep(L).await;
+    assert!(!really, "the body panicked");
+    1
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_body_gives_its_permit_back_and_is_no_sample() {
+    assert_eq!(panics(false).await, 1);
+    let l = limit_runtime::limiter("sim-panics").unwrap();
+    let before = l.stats().samples;
+    let err = tokio::spawn(panics(true)).await.unwrap_err();
+    assert!(err.is_panic());
+    assert_eq!(l.active(), 0, "the permit came back");
+    assert_eq!(l.stats().samples, before, "a panic is no sample");
+    assert_eq!(panics(false).await, 1);
+    assert_eq!(l.stats().samples, before + 1);
+}
+
+#[test]
+fn out_of_range_options_are_clamped_not_a_panic() {
+    // min above max, initial above max, min 0: the limit stays in [1, max].
+    let l = Limiter::adaptive(
+        "sim-clamped",
+        5,
+        AdaptiveOptions::new().min(10).initial(100),
+    );
+    assert_eq!((l.limit(), l.max()), (5, 5));
+    let l = Limiter::adaptive("sim-clamped-0", 0, AdaptiveOptions::new().min(0).initial(0));
+    assert_eq!((l.limit(), l.max()), (1, 1));
+    l.set_max(0); // the ceiling never falls below the floor
+    assert_eq!(l.limit(), 1);
+}
