@@ -233,8 +233,13 @@ async fn the_adaptive_run_accounts_for_every_item_and_stays_within_the_service()
     // The fixed limit never goes past the number it was given...
     assert_eq!(fixed.peak_in_flight, scale::START_CAPACITY);
     assert_eq!(fixed.shed, 0);
-    // ...the adaptive one found its own, with at most 1 % overload answers.
-    assert!(adaptive.shed <= scale::ITEMS / 100, "{adaptive:#?}");
+    // ...the adaptive one found its own, with few overload answers. The
+    // release build sees none; a debug build, slower, sometimes overshoots
+    // twice the capacity once while doubling from `initial` (20 at once,
+    // against 12) and takes one burst of about 20 `503`s before the cut
+    // (measured: 0 or 21-23 over twelve runs). More than 2.5 % would be a
+    // second burst: the limit failing to stay down after the cut.
+    assert!(adaptive.shed <= scale::ITEMS / 40, "{adaptive:#?}");
     let l = limit_runtime::limiter("scale-adaptive").unwrap();
     let stats = l.stats();
     assert!(stats.adaptive && stats.samples > 1000, "{stats:#?}");

@@ -7,17 +7,18 @@
 //! ```text
 //! static __LIMITED / __RETRY / __COALESCE ...;
 //! let __limit_call = pin!(async {
-//!     let mut __limit_retry = __RETRY.begin();
+//!     let mut __limit_retry = __RETRY.start();
 //!     loop {
 //!         let __limit_outcome = {
 //!             fresh clones of owned arguments;
 //!             let __limit_permit = __LIMITED.acquire().await;
 //!             async { body }.await
 //!         };
-//!         match __limit_retry.check(__limit_outcome, when, delay_hint, on_retry) {
+//!         let __limit_delay = match __RETRY.check(&mut __limit_retry, __limit_outcome, when, delay_hint, on_retry) {
 //!             Step::Done(out) => break out,
-//!             Step::Retry(delay) => sleep(delay).await,   // no permit held
-//!         }
+//!             Step::Retry(delay) => delay,
+//!         };
+//!         sleep(__limit_delay).await;   // no permit held
 //!     }
 //! });
 //! __COALESCE.run::<Marker, _, _>(key, __limit_call).await
@@ -511,8 +512,10 @@ fn retry_static(k: &syn::Path, r: &Retry, fn_name: &str) -> TokenStream {
     }
     let name = fn_path(fn_name);
     quote! {
-        static __RETRY: #k::retry::StaticRetry =
-            #k::retry::StaticRetry::new(#name, #k::retry::RetryPolicy::new()#calls);
+        static __RETRY: #k::retry::StaticRetry = {
+            static __COUNTERS: #k::retry::RetryCounters = #k::retry::RetryCounters::new();
+            #k::retry::StaticRetry::new(#name, #k::retry::RetryPolicy::new()#calls, &__COUNTERS)
+        };
     }
 }
 
@@ -564,9 +567,16 @@ fn retry_loop(
         .on_retry
         .as_ref()
         .map_or_else(|| quote!(#k::retry::no_hook), ToTokens::to_token_stream);
-    let begin = match &r.policy {
-        Some(p) => quote!(__RETRY.begin_with(#k::__private::backoff_policy(#p))),
-        None => quote!(__RETRY.begin()),
+    // The schedule is made at the first failure, so a call whose first
+    // attempt succeeds keeps nothing of it in its future.
+    let schedule = r
+        .policy
+        .as_ref()
+        .map(|p| quote!(|| #k::__private::backoff_policy(#p),));
+    let check = if schedule.is_some() {
+        quote!(check_with)
+    } else {
+        quote!(check)
     };
     // The outcome is named at the return type, so a function that does not
     // return a `Result` gets the runtime's message there.
@@ -576,16 +586,19 @@ fn retry_loop(
     };
     let outcome = quote_spanned!(outcome_span=> __limit_outcome);
     quote!({
-        let mut __limit_retry = #begin;
+        let mut __limit_retry = __RETRY.start();
         loop {
             let __limit_outcome = {
                 #clones
                 #attempt
             };
-            match __limit_retry.check(#outcome, #when, #hint, #on_retry) {
+            // The sleep is outside the `match`, so that neither the outcome
+            // nor the `Step` is kept in the future across it.
+            let __limit_delay = match __RETRY.#check(&mut __limit_retry, #schedule #outcome, #when, #hint, #on_retry) {
                 #k::retry::Step::Done(__limit_out) => break __limit_out,
-                #k::retry::Step::Retry(__limit_delay) => #k::retry::sleep(__limit_delay).await,
-            }
+                #k::retry::Step::Retry(__limit_delay) => __limit_delay,
+            };
+            #k::retry::sleep(__limit_delay).await;
         }
     })
 }

@@ -383,23 +383,27 @@ pub use limit_macros::limited;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-/// use limit_runtime::retry::{self, RetryPolicy, Step};
+/// use limit_runtime::retry::{self, RetryCounters, RetryPolicy, StaticRetry, Step};
 /// use std::time::Duration;
 ///
 /// async fn put_object(key: &str, body: Vec<u8>) -> Result<usize, String> {
-///     static __RETRY: RetryPolicy = RetryPolicy::new()
-///         .attempts(5)
-///         .initial(Duration::from_millis(200));
-///     let mut state = __RETRY.begin();
+///     static __COUNTERS: RetryCounters = RetryCounters::new();
+///     static __RETRY: StaticRetry = StaticRetry::new(
+///         "demo::put_object",
+///         RetryPolicy::new().attempts(5).initial(Duration::from_millis(200)),
+///         &__COUNTERS,
+///     );
+///     let mut call = __RETRY.start(); // counts the call
 ///     loop {
 ///         let outcome = {
 ///             let body = body.clone(); // a fresh clone per attempt
 ///             async { Ok::<_, String>(key.len() + body.len()) }.await
 ///         };
-///         match state.check(outcome, retry::any_error, retry::no_hint, retry::no_hook) {
+///         let delay = match __RETRY.check(&mut call, outcome, retry::any_error, retry::no_hint, retry::no_hook) {
 ///             Step::Done(out) => break out,
-///             Step::Retry(delay) => retry::sleep(delay).await,
-///         }
+///             Step::Retry(delay) => delay,
+///         };
+///         retry::sleep(delay).await;
 ///     }
 /// }
 /// # assert_eq!(put_object("k", vec![1]).await, Ok(2));

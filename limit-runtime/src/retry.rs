@@ -38,13 +38,47 @@
 
 use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use tokio::time::sleep;
+/// Sleeps `delay` before the next attempt: tokio's [`sleep`](tokio::time::sleep),
+/// kept out of the way of calls that never sleep.
+///
+/// The timer is boxed, so it does not add to the size of every call's
+/// future, and it is dropped out of line, so that the drop of a call that
+/// ended without sleeping stays a test of its state that the compiler can
+/// inline and fold away.
+pub fn sleep(delay: Duration) -> Sleep {
+    Sleep(Some(Box::pin(tokio::time::sleep(delay))))
+}
+
+/// The future of [`sleep`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Sleep(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl Future for Sleep {
+    type Output = ();
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => std::task::Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for Sleep {
+    #[inline(never)]
+    fn drop(&mut self) {
+        self.0 = None;
+    }
+}
 
 /// How the delay before a retry is randomised around the base delay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -197,11 +231,16 @@ impl RetryPolicy {
     pub fn begin_with<S: Schedule>(&self, schedule: S) -> Retrying<'_, S> {
         Retrying {
             policy: self,
-            counters: None,
-            schedule,
-            attempt: 0,
-            started: self.max_elapsed.map(|_| Instant::now()),
+            function: None,
+            started: self.start_time(),
+            walk: Walk::new(schedule),
         }
+    }
+
+    /// The start of a call, when `max_elapsed` needs it.
+    #[inline]
+    fn start_time(&self) -> Option<Instant> {
+        self.max_elapsed.map(|_| Instant::now())
     }
 
     /// Calls `make` and awaits its future until it succeeds, the attempts
@@ -315,10 +354,10 @@ impl Schedule for Builtin {
 #[derive(Debug)]
 pub struct Retrying<'a, S> {
     policy: &'a RetryPolicy,
-    counters: Option<&'a Counters>,
-    schedule: S,
-    attempt: u32,
+    /// The function's static, whose counters this call updates.
+    function: Option<&'static StaticRetry>,
     started: Option<Instant>,
+    walk: Walk<S>,
 }
 
 /// What to do after an attempt, from [`Retrying::check`].
@@ -331,9 +370,11 @@ pub enum Step<R> {
 }
 
 impl<S: Schedule> Retrying<'_, S> {
-    /// Attempts made so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
+    /// Failed attempts checked so far. A success is not counted here: it
+    /// ends the call, and leaving this alone keeps the success path free of
+    /// writes.
+    pub fn failures(&self) -> u32 {
+        self.walk.failures
     }
 
     /// Takes the outcome of an attempt.
@@ -350,18 +391,147 @@ impl<S: Schedule> Retrying<'_, S> {
         H: FnOnce(&R::Err) -> Option<Duration>,
         O: FnOnce(&R::Err, u32, Duration),
     {
-        self.attempt = self.attempt.saturating_add(1);
         if outcome.error().is_none() {
             return Step::Done(outcome);
         }
-        self.check_failed(outcome, when, delay_hint, on_retry)
+        let call = Call {
+            policy: self.policy,
+            function: self.function,
+            started: self.started,
+        };
+        self.walk.failed(call, outcome, when, delay_hint, on_retry)
+    }
+}
+
+/// The start of one call of a [`StaticRetry`]'s function, as `#[retry]`
+/// expands it: [`Retrying`] without the references (the static supplies
+/// them), and with the schedule's state made at the first failure. A call
+/// whose first attempt succeeds stores nothing but this in its future.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use limit_runtime::retry::{self, RetryCounters, RetryPolicy, StaticRetry, Step};
+///
+/// static COUNTERS: RetryCounters = RetryCounters::new();
+/// static POLICY: StaticRetry =
+///     StaticRetry::new("doc::put", RetryPolicy::new().attempts(3), &COUNTERS);
+///
+/// let mut call = POLICY.start();
+/// let mut tries = 0;
+/// let out: Result<u32, &str> = loop {
+///     tries += 1;
+///     let outcome = if tries < 2 { Err("busy") } else { Ok(tries) };
+///     let delay = match POLICY.check(&mut call, outcome, retry::any_error, retry::no_hint, retry::no_hook) {
+///         Step::Done(out) => break out,
+///         Step::Retry(delay) => delay,
+///     };
+///     retry::sleep(delay).await;
+/// };
+/// assert_eq!(out, Ok(2));
+/// assert_eq!(call.failures(), 1);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Attempts<S = Builtin>(Stage<S>);
+
+/// Where an [`Attempts`] stands. Before the first failure it is one tag
+/// (and the start time only when `max_elapsed` needs it), so that starting
+/// a call stores a single word in its future.
+#[derive(Debug)]
+enum Stage<S> {
+    First,
+    FirstTimed(Instant),
+    Failing(Option<Instant>, Walk<S>),
+}
+
+impl<S: Schedule> Attempts<S> {
+    /// The start time and the walk, made at the first failure.
+    fn failing(&mut self, schedule: impl FnOnce() -> S) -> (Option<Instant>, &mut Walk<S>) {
+        let started = match self.0 {
+            Stage::First => None,
+            Stage::FirstTimed(started) => Some(started),
+            Stage::Failing(..) => return self.walk(),
+        };
+        self.0 = Stage::Failing(started, Walk::new(schedule()));
+        self.walk()
     }
 
-    /// [`check`](Self::check) for an outcome that is an error: out of the
-    /// success path's way.
+    fn walk(&mut self) -> (Option<Instant>, &mut Walk<S>) {
+        match &mut self.0 {
+            Stage::Failing(started, walk) => (*started, walk),
+            // `failing` has just made it.
+            Stage::First | Stage::FirstTimed(_) => unreachable!("an attempt failed"),
+        }
+    }
+}
+
+impl<S> Attempts<S> {
+    /// Failed attempts checked so far.
+    pub fn failures(&self) -> u32 {
+        match &self.0 {
+            Stage::Failing(_, walk) => walk.failures,
+            Stage::First | Stage::FirstTimed(_) => 0,
+        }
+    }
+}
+
+/// What judging a failed attempt needs from the call.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    policy: &'a RetryPolicy,
+    function: Option<&'static StaticRetry>,
+    started: Option<Instant>,
+}
+
+impl Call<'_> {
+    #[inline]
+    fn count(self, which: impl FnOnce(&RetryCounters) -> &AtomicU64) {
+        if let Some(f) = self.function {
+            which(f.counters).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(feature = "tracing")]
+    fn name(self) -> &'static str {
+        self.function.map_or("", |f| f.name)
+    }
+
+    fn give_up<R>(self, outcome: R, attempts: u32) -> Step<R> {
+        self.count(|c| &c.gave_up);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "limit_runtime::retry",
+            function = self.name(),
+            attempts,
+            "giving up"
+        );
+        #[cfg(not(feature = "tracing"))]
+        let _ = attempts;
+        Step::Done(outcome)
+    }
+}
+
+/// The part of a call's progress that only failures touch: how many there
+/// were, and the schedule's state.
+#[derive(Debug)]
+struct Walk<S> {
+    schedule: S,
+    failures: u32,
+}
+
+impl<S: Schedule> Walk<S> {
+    fn new(schedule: S) -> Self {
+        Walk {
+            schedule,
+            failures: 0,
+        }
+    }
+
+    /// Judges an outcome that is an error: out of the success path's way.
     #[inline(never)]
-    fn check_failed<R, W, H, O>(
+    fn failed<R, W, H, O>(
         &mut self,
+        call: Call<'_>,
         outcome: R,
         when: W,
         delay_hint: H,
@@ -376,67 +546,73 @@ impl<S: Schedule> Retrying<'_, S> {
         let Some(err) = outcome.error() else {
             return Step::Done(outcome);
         };
+        // The 1-based number of this attempt.
+        self.failures = self.failures.saturating_add(1);
+        let attempt = self.failures;
         if !when(err) {
-            self.count(|c| &c.not_retryable);
+            call.count(|c| &c.not_retryable);
             return Step::Done(outcome);
         }
-        if self.attempt >= self.policy.attempts {
-            return self.give_up(outcome);
+        if attempt >= call.policy.attempts {
+            return call.give_up(outcome, attempt);
         }
-        let scheduled = self.schedule.next_delay(self.policy, self.attempt);
+        let scheduled = self.schedule.next_delay(call.policy, attempt);
         let delay = match delay_hint(err) {
             Some(hinted) => hinted,
             None => match scheduled {
                 Some(d) => d,
-                None => return self.give_up(outcome),
+                None => return call.give_up(outcome, attempt),
             },
         };
-        if let (Some(limit), Some(started)) = (self.policy.max_elapsed, self.started) {
+        if let (Some(limit), Some(started)) = (call.policy.max_elapsed, call.started) {
             let ends = started.elapsed().saturating_add(delay);
             if ends > limit {
-                return self.give_up(outcome);
+                return call.give_up(outcome, attempt);
             }
         }
-        self.count(|c| &c.retries);
+        call.count(|c| &c.retries);
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "limit_runtime::retry",
-            function = self.counters.map_or("", |c| c.name),
-            attempt = self.attempt,
+            function = call.name(),
+            attempt,
             delay_ms = delay.as_secs_f64() * 1e3,
             "attempt failed; retrying"
         );
-        on_retry(err, self.attempt, delay);
+        on_retry(err, attempt, delay);
         Step::Retry(delay)
-    }
-
-    #[inline]
-    fn count(&self, which: impl FnOnce(&Counters) -> &AtomicU64) {
-        if let Some(c) = self.counters {
-            which(c).fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn give_up<R>(&self, outcome: R) -> Step<R> {
-        self.count(|c| &c.gave_up);
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            target: "limit_runtime::retry",
-            function = self.counters.map_or("", |c| c.name),
-            attempts = self.attempt,
-            "giving up"
-        );
-        Step::Done(outcome)
     }
 }
 
+/// The counters of one [`StaticRetry`], in a `static` of their own: see
+/// [`StaticRetry::new`].
 #[derive(Debug)]
-struct Counters {
-    name: &'static str,
+pub struct RetryCounters {
     calls: CallCounter,
     retries: AtomicU64,
     gave_up: AtomicU64,
     not_retryable: AtomicU64,
+    /// Its function is listed in [`USED`] (on the first call).
+    listed: AtomicBool,
+}
+
+impl RetryCounters {
+    /// Zeroed counters.
+    pub const fn new() -> Self {
+        RetryCounters {
+            calls: CallCounter::new(),
+            retries: AtomicU64::new(0),
+            gave_up: AtomicU64::new(0),
+            not_retryable: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Default for RetryCounters {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Thread slots of a [`CallCounter`]: threads beyond this many share one
@@ -471,15 +647,21 @@ impl CallCounter {
         }
     }
 
+    /// Counts one; true when it is the first count in this thread's slot
+    /// (or in no slot), which the caller uses to do once-per-thread work
+    /// without a test of its own on every call.
     #[inline]
-    fn add_one(&self) {
+    fn add_one(&self) -> bool {
         match slot::mine() {
             Some(i) => {
                 let c = &self.slots[i].0;
-                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                let n = c.load(Ordering::Relaxed);
+                c.store(n + 1, Ordering::Relaxed);
+                n == 0
             }
             None => {
                 self.shared.fetch_add(1, Ordering::Relaxed);
+                true
             }
         }
     }
@@ -574,11 +756,17 @@ mod slot {
 /// A [`RetryPolicy`] declared in a `static`, with counters for the
 /// function that uses it: what `#[retry]` expands to.
 ///
+/// The counters are a `static` of their own, so that this one holds no
+/// mutable state: the compiler then reads the policy as the constant it
+/// is, and a call does not test at run time what the policy leaves out.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-/// use limit_runtime::retry::{self, RetryPolicy, StaticRetry, Step};
+/// use limit_runtime::retry::{self, RetryCounters, RetryPolicy, StaticRetry, Step};
 ///
-/// static POLICY: StaticRetry = StaticRetry::new("doc::fetch", RetryPolicy::new().attempts(2));
+/// static COUNTERS: RetryCounters = RetryCounters::new();
+/// static POLICY: StaticRetry =
+///     StaticRetry::new("doc::fetch", RetryPolicy::new().attempts(2), &COUNTERS);
 ///
 /// let mut state = POLICY.begin();
 /// let mut outcome: Result<(), &str> = Err("first");
@@ -592,10 +780,9 @@ mod slot {
 /// ```
 #[derive(Debug)]
 pub struct StaticRetry {
+    name: &'static str,
     policy: RetryPolicy,
-    counters: Counters,
-    /// Listed in [`USED`] (on the first call).
-    listed: AtomicBool,
+    counters: &'static RetryCounters,
 }
 
 /// Every `StaticRetry` used so far, for [`stats`].
@@ -622,24 +809,23 @@ pub struct RetryStats {
 }
 
 impl StaticRetry {
-    /// A policy for the function called `name`.
-    pub const fn new(name: &'static str, policy: RetryPolicy) -> Self {
+    /// A policy for the function called `name`, counted in `counters`
+    /// (which no other `StaticRetry` should share).
+    pub const fn new(
+        name: &'static str,
+        policy: RetryPolicy,
+        counters: &'static RetryCounters,
+    ) -> Self {
         StaticRetry {
+            name,
             policy,
-            counters: Counters {
-                name,
-                calls: CallCounter::new(),
-                retries: AtomicU64::new(0),
-                gave_up: AtomicU64::new(0),
-                not_retryable: AtomicU64::new(0),
-            },
-            listed: AtomicBool::new(false),
+            counters,
         }
     }
 
     /// The name it was given.
     pub fn name(&self) -> &'static str {
-        self.counters.name
+        self.name
     }
 
     /// Starts one call (counted) with the policy's own schedule.
@@ -651,33 +837,106 @@ impl StaticRetry {
     /// Starts one call (counted) with another schedule.
     #[inline]
     pub fn begin_with<S: Schedule>(&'static self, schedule: S) -> Retrying<'static, S> {
-        if !self.listed.load(Ordering::Relaxed) {
-            self.list();
-        }
-        self.counters.calls.add_one();
+        self.count_call();
         let mut state = self.policy.begin_with(schedule);
-        state.counters = Some(&self.counters);
+        state.function = Some(self);
         state
     }
 
-    /// The first call lists the function for `stats()`.
+    /// Starts one call (counted) as `#[retry]` does: see [`Attempts`], and
+    /// [`check`](Self::check) for each outcome.
+    #[inline]
+    pub fn start<S>(&'static self) -> Attempts<S> {
+        self.count_call();
+        Attempts(match self.policy.start_time() {
+            Some(started) => Stage::FirstTimed(started),
+            None => Stage::First,
+        })
+    }
+
+    /// [`Retrying::check`] for a call begun with [`start`](Self::start),
+    /// with the policy's own schedule.
+    #[inline]
+    pub fn check<R, W, H, O>(
+        &'static self,
+        call: &mut Attempts<Builtin>,
+        outcome: R,
+        when: W,
+        delay_hint: H,
+        on_retry: O,
+    ) -> Step<R>
+    where
+        R: RetryResult,
+        W: FnOnce(&R::Err) -> bool,
+        H: FnOnce(&R::Err) -> Option<Duration>,
+        O: FnOnce(&R::Err, u32, Duration),
+    {
+        self.check_with(call, Builtin::default, outcome, when, delay_hint, on_retry)
+    }
+
+    /// [`check`](Self::check) with another schedule, which `schedule`
+    /// makes at the call's first failure.
+    #[inline]
+    pub fn check_with<S, F, R, W, H, O>(
+        &'static self,
+        call: &mut Attempts<S>,
+        schedule: F,
+        outcome: R,
+        when: W,
+        delay_hint: H,
+        on_retry: O,
+    ) -> Step<R>
+    where
+        S: Schedule,
+        F: FnOnce() -> S,
+        R: RetryResult,
+        W: FnOnce(&R::Err) -> bool,
+        H: FnOnce(&R::Err) -> Option<Duration>,
+        O: FnOnce(&R::Err, u32, Duration),
+    {
+        if outcome.error().is_none() {
+            return Step::Done(outcome);
+        }
+        let (started, walk) = call.failing(schedule);
+        let judge = Call {
+            policy: &self.policy,
+            function: Some(self),
+            started,
+        };
+        walk.failed(judge, outcome, when, delay_hint, on_retry)
+    }
+
+    /// Counts a call; the first on each thread also lists the function
+    /// for [`stats`].
+    #[inline]
+    fn count_call(&'static self) {
+        if self.counters.calls.add_one() {
+            self.list();
+        }
+    }
+
+    /// Lists the function for `stats()`, once.
     #[cold]
     #[inline(never)]
     fn list(&'static self) {
+        let listed = &self.counters.listed;
+        if listed.load(Ordering::Acquire) {
+            return;
+        }
         let mut used = USED.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.listed.load(Ordering::Relaxed) {
+        if !listed.load(Ordering::Relaxed) {
             used.push(self);
-            self.listed.store(true, Ordering::Relaxed);
+            listed.store(true, Ordering::Release);
         }
     }
 
     /// A copy of the counters.
     pub fn stats(&self) -> RetryStats {
-        let c = &self.counters;
+        let c = self.counters;
         let calls = c.calls.sum();
         let retries = c.retries.load(Ordering::Relaxed);
         RetryStats {
-            name: self.counters.name.to_owned(),
+            name: self.name.to_owned(),
             calls,
             attempts: calls + retries,
             retries,
@@ -766,7 +1025,11 @@ pub fn backoff_policy<B: backoff::backoff::Backoff>(mut policy: B) -> BackoffSch
 
 #[cfg(test)]
 mod tests {
-    use super::{any_error, no_hint, no_hook, RetryPolicy, StaticRetry, Step, SLOTS};
+    use std::time::Duration;
+
+    use super::{
+        any_error, no_hint, no_hook, stats, RetryCounters, RetryPolicy, StaticRetry, Step, SLOTS,
+    };
 
     fn one_call(r: &'static StaticRetry) {
         let mut state = r.begin();
@@ -776,7 +1039,8 @@ mod tests {
 
     #[test]
     fn calls_are_exact_with_more_threads_than_slots_and_slots_passed_on() {
-        static R: StaticRetry = StaticRetry::new("tests::calls", RetryPolicy::new());
+        static C: RetryCounters = RetryCounters::new();
+        static R: StaticRetry = StaticRetry::new("tests::calls", RetryPolicy::new(), &C);
         const CALLS: u64 = 1_000;
         // More threads at once than there are slots: some count shared.
         let threads = 2 * SLOTS as u64 + 3;
@@ -794,5 +1058,90 @@ mod tests {
         let expected = (threads + SLOTS as u64 + 2) * CALLS;
         let s = R.stats();
         assert_eq!((s.calls, s.attempts, s.retries), (expected, expected, 0));
+    }
+
+    /// `start`/`check`, what `#[retry]` expands to: the schedule is made at
+    /// the first failure, failures are numbered from 1, and every counter
+    /// agrees with what happened.
+    #[tokio::test(start_paused = true)]
+    async fn start_and_check_count_and_give_up() {
+        static C: RetryCounters = RetryCounters::new();
+        static R: StaticRetry = StaticRetry::new(
+            "tests::start_and_check",
+            RetryPolicy::new()
+                .attempts(3)
+                .initial(Duration::from_millis(10))
+                .jitter(super::Jitter::None),
+            &C,
+        );
+        let mut seen = Vec::new();
+        let mut call = R.start();
+        assert_eq!(call.failures(), 0);
+        let out: Result<(), &str> = loop {
+            let hook = |_: &&str, attempt: u32, delay: Duration| seen.push((attempt, delay));
+            match R.check(&mut call, Err("down"), any_error, no_hint, hook) {
+                Step::Done(out) => break out,
+                Step::Retry(delay) => super::sleep(delay).await,
+            }
+        };
+        assert_eq!(out, Err("down"));
+        assert_eq!(call.failures(), 3);
+        assert_eq!(
+            seen,
+            [
+                (1, Duration::from_millis(10)),
+                (2, Duration::from_millis(20))
+            ]
+        );
+        let s = R.stats();
+        assert_eq!((s.calls, s.attempts, s.retries, s.gave_up), (1, 3, 2, 1));
+
+        // A success ends the call at once and writes nothing.
+        let mut call = R.start();
+        assert_eq!(
+            R.check(&mut call, Ok::<u8, &str>(1), any_error, no_hint, no_hook),
+            Step::Done(Ok(1))
+        );
+        assert_eq!(call.failures(), 0);
+        assert_eq!(R.stats().calls, 2);
+    }
+
+    /// `max_elapsed` counts from `start`, not from the first failure.
+    #[tokio::test(start_paused = true)]
+    async fn max_elapsed_counts_from_the_start_of_the_call() {
+        static C: RetryCounters = RetryCounters::new();
+        static R: StaticRetry = StaticRetry::new(
+            "tests::max_elapsed",
+            RetryPolicy::new()
+                .attempts(10)
+                .initial(Duration::from_millis(100))
+                .jitter(super::Jitter::None)
+                .max_elapsed(Duration::from_millis(250)),
+            &C,
+        );
+        let mut call = R.start();
+        // The first attempt takes 200 ms: a retry after 100 ms would end
+        // at 300 ms, past the 250 ms allowed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let step = R.check(&mut call, Err::<(), _>("slow"), any_error, no_hint, no_hook);
+        assert_eq!(step, Step::Done(Err("slow")));
+        assert_eq!(R.stats().gave_up, 1);
+    }
+
+    /// A function is listed for `stats()` by its first call, on whichever
+    /// thread, even one that takes over a slot another thread used.
+    #[test]
+    fn first_calls_on_any_thread_list_the_function() {
+        static C1: RetryCounters = RetryCounters::new();
+        static R1: StaticRetry = StaticRetry::new("tests::listed_one", RetryPolicy::new(), &C1);
+        static C2: RetryCounters = RetryCounters::new();
+        static R2: StaticRetry = StaticRetry::new("tests::listed_two", RetryPolicy::new(), &C2);
+        std::thread::spawn(|| one_call(&R1)).join().unwrap();
+        // Likely the same slot, handed on: R2's count there starts at 0.
+        std::thread::spawn(|| one_call(&R2)).join().unwrap();
+        let names: Vec<String> = stats().into_iter().map(|s| s.name).collect();
+        assert!(names.iter().any(|n| n == "tests::listed_one"), "{names:?}");
+        assert!(names.iter().any(|n| n == "tests::listed_two"), "{names:?}");
+        assert_eq!(R1.stats().calls + R2.stats().calls, 2);
     }
 }

@@ -34,10 +34,14 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
         "users",
         ::limit_runtime::BreakerConfig::new().min_calls(10),
     );
-    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
-        ::core::concat!(::core::module_path!(), "::get_user"),
-        ::limit_runtime::retry::RetryPolicy::new().attempts(3),
-    );
+    static __RETRY: ::limit_runtime::retry::StaticRetry = {
+        static __COUNTERS: ::limit_runtime::retry::RetryCounters = ::limit_runtime::retry::RetryCounters::new();
+        ::limit_runtime::retry::StaticRetry::new(
+            ::core::concat!(::core::module_path!(), "::get_user"),
+            ::limit_runtime::retry::RetryPolicy::new().attempts(3),
+            &__COUNTERS,
+        )
+    };
     static __COALESCE: ::limit_runtime::coalesce::StaticGroup = ::limit_runtime::coalesce::StaticGroup::named(
         ::core::concat!(::core::module_path!(), "::get_user"),
     );
@@ -45,7 +49,7 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
         let __limit_key = (::limit_runtime::__private::key_part(&id),);
         let __limit_call = ::core::pin::pin!(
             async { let __limit_out = async { { match __TIMEOUT.total_future(async { {
-            let mut __limit_retry = __RETRY.begin(); loop { let __limit_outcome = { let
+            let mut __limit_retry = __RETRY.start(); loop { let __limit_outcome = { let
             id = ::limit_runtime::__private::clone_arg(& id); { let __limit_trial = match
             __BREAKER.admit() { ::core::result::Result::Ok(__limit_trial) =>
             __limit_trial, ::core::result::Result::Err(__limit_err) => break
@@ -65,12 +69,13 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             (::limit_runtime::__private::TimeoutResult::refused(__limit_err), true) } };
             __limit_trial.finish(__limit_timed_out ||
             ::limit_runtime::__private::breaker_failed(& __limit_outcome,
-            ::limit_runtime::__private::every_error)); __limit_outcome } }; match
-            __limit_retry.check(__limit_outcome, ApiError::is_transient,
-            ::limit_runtime::retry::no_hint, ::limit_runtime::retry::no_hook) {
+            ::limit_runtime::__private::every_error)); __limit_outcome } }; let
+            __limit_delay = match __RETRY.check(& mut __limit_retry, __limit_outcome,
+            ApiError::is_transient, ::limit_runtime::retry::no_hint,
+            ::limit_runtime::retry::no_hook) {
             ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
-            ::limit_runtime::retry::Step::Retry(__limit_delay) =>
-            ::limit_runtime::retry::sleep(__limit_delay). await, } } } }). await {
+            ::limit_runtime::retry::Step::Retry(__limit_delay) => __limit_delay, };
+            ::limit_runtime::retry::sleep(__limit_delay). await; } } }). await {
             ::core::result::Result::Ok(__limit_done) => __limit_done,
             ::core::result::Result::Err(_) => { let __limit_err = __TIMEOUT
             .total_error();

@@ -18,17 +18,21 @@ pub async fn fetch_addresses(
         "address",
         10,
     );
-    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
-        ::core::concat!(::core::module_path!(), "::fetch_addresses"),
-        ::limit_runtime::retry::RetryPolicy::new().attempts(4),
-    );
+    static __RETRY: ::limit_runtime::retry::StaticRetry = {
+        static __COUNTERS: ::limit_runtime::retry::RetryCounters = ::limit_runtime::retry::RetryCounters::new();
+        ::limit_runtime::retry::StaticRetry::new(
+            ::core::concat!(::core::module_path!(), "::fetch_addresses"),
+            ::limit_runtime::retry::RetryPolicy::new().attempts(4),
+            &__COUNTERS,
+        )
+    };
     static __COALESCE: ::limit_runtime::coalesce::StaticGroup = ::limit_runtime::coalesce::StaticGroup::named(
         ::core::concat!(::core::module_path!(), "::fetch_addresses"),
     );
     {
         let __limit_key = (::limit_runtime::__private::key_part(&user_id),);
         let __limit_call = ::core::pin::pin!(
-            async { let __limit_out = async { { let mut __limit_retry = __RETRY.begin();
+            async { let __limit_out = async { { let mut __limit_retry = __RETRY.start();
             loop { let __limit_outcome = { let user_id =
             ::limit_runtime::__private::clone_arg(& user_id); { let __limit_permit = {
             #[allow(unused_imports)] use ::limit_runtime::__private:: { RefuseNever as _,
@@ -41,12 +45,13 @@ pub async fn fetch_addresses(
             clippy::diverging_sub_expression, clippy::empty_loop,
             clippy::needless_return)] if false { let __limit_return : Result <
             std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return
-            __limit_return; } let _ = user_id; Ok(Default::default()) } . await } };
-            match __limit_retry.check(__limit_outcome, ApiError::is_transient,
-            ::limit_runtime::retry::no_hint, ::limit_runtime::retry::no_hook) {
+            __limit_return; } let _ = user_id; Ok(Default::default()) } . await } }; let
+            __limit_delay = match __RETRY.check(& mut __limit_retry, __limit_outcome,
+            ApiError::is_transient, ::limit_runtime::retry::no_hint,
+            ::limit_runtime::retry::no_hook) {
             ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
-            ::limit_runtime::retry::Step::Retry(__limit_delay) =>
-            ::limit_runtime::retry::sleep(__limit_delay). await, } } } } . await;
+            ::limit_runtime::retry::Step::Retry(__limit_delay) => __limit_delay, };
+            ::limit_runtime::retry::sleep(__limit_delay). await; } } } . await;
             ::limit_runtime::__private::shared(__limit_out) }
         );
         __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await.into_inner()

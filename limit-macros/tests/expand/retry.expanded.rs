@@ -6,17 +6,21 @@ impl ApiError {
     }
 }
 pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
-    static __RETRY: ::limit_runtime::retry::StaticRetry = ::limit_runtime::retry::StaticRetry::new(
-        ::core::concat!(::core::module_path!(), "::put_object"),
-        ::limit_runtime::retry::RetryPolicy::new()
-            .attempts(5)
-            .initial(::core::time::Duration::from_millis(200u64))
-            .multiplier(3f64)
-            .max_delay(::core::time::Duration::from_secs(5u64))
-            .jitter(::limit_runtime::retry::Jitter::Equal),
-    );
+    static __RETRY: ::limit_runtime::retry::StaticRetry = {
+        static __COUNTERS: ::limit_runtime::retry::RetryCounters = ::limit_runtime::retry::RetryCounters::new();
+        ::limit_runtime::retry::StaticRetry::new(
+            ::core::concat!(::core::module_path!(), "::put_object"),
+            ::limit_runtime::retry::RetryPolicy::new()
+                .attempts(5)
+                .initial(::core::time::Duration::from_millis(200u64))
+                .multiplier(3f64)
+                .max_delay(::core::time::Duration::from_secs(5u64))
+                .jitter(::limit_runtime::retry::Jitter::Equal),
+            &__COUNTERS,
+        )
+    };
     {
-        let mut __limit_retry = __RETRY.begin();
+        let mut __limit_retry = __RETRY.start();
         loop {
             let __limit_outcome = {
                 let body = ::limit_runtime::__private::clone_arg(&body);
@@ -36,8 +40,9 @@ pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
                 }
                     .await
             };
-            match __limit_retry
+            let __limit_delay = match __RETRY
                 .check(
+                    &mut __limit_retry,
                     __limit_outcome,
                     ApiError::is_transient,
                     ::limit_runtime::retry::no_hint,
@@ -45,10 +50,9 @@ pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
                 )
             {
                 ::limit_runtime::retry::Step::Done(__limit_out) => break __limit_out,
-                ::limit_runtime::retry::Step::Retry(__limit_delay) => {
-                    ::limit_runtime::retry::sleep(__limit_delay).await
-                }
-            }
+                ::limit_runtime::retry::Step::Retry(__limit_delay) => __limit_delay,
+            };
+            ::limit_runtime::retry::sleep(__limit_delay).await;
         }
     }
 }
