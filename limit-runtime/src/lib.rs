@@ -233,9 +233,14 @@ pub use integrations::tower;
 /// name.
 ///
 /// Every attribute also works on the methods of an `#[async_trait]` impl
-/// or trait (`Send` or `?Send`), however the attributes are ordered:
-/// `#[async_trait]` boxes the method first, and the attribute finds the
-/// body inside the box.
+/// or trait (`Send` or `?Send`), however the attributes are ordered.
+/// `#[async_trait]` sits on the impl, so it expands first and hands each
+/// attribute a plain `fn` returning `Pin<Box<dyn Future>>`; the attribute
+/// recognises that form (and the same boxing written by hand,
+/// `Box::pin(async move { body })`), builds its pipeline inside the boxed
+/// `async move` block and leaves the signature as `#[async_trait]` wrote
+/// it. `tests/async_trait.rs` covers every attribute, `&self` and
+/// `&mut self`, default methods and `?Send`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -469,7 +474,9 @@ pub use limit_macros::retry;
 /// its own body; the panic reaches only its own caller. Waiters never hang,
 /// and the body never runs twice at once for one key. With `#[retry]` and
 /// `#[limited]`, the order is always `coalesce → retry → limited → body`:
-/// concurrent identical calls share one whole retried call.
+/// concurrent identical calls share one whole retried call, so 100
+/// concurrent identical calls of a body that fails twice run it 3 times,
+/// not 300.
 ///
 /// The same code without the macro is shown in [`coalesce`](mod@coalesce).
 #[cfg(feature = "macros")]
@@ -589,11 +596,18 @@ pub use limit_macros::timeout;
 /// | `failure` | every `Err` | function | Which errors count as failures (`fn(&E) -> bool`). Attempt timeouts always count; refusals by a limiter never do. |
 /// | `crate` | | — | Where the runtime is, if renamed. |
 ///
-/// While open, a call fails at once with [`ErrorKind::CircuitOpen`] (its
-/// message says when the breaker tries again): it takes no permit, joins no
-/// queue, its body does not run, and `#[retry]` does not retry it. Under
-/// `#[retry]`, every attempt is a call for the breaker. The function must
-/// return `Result<T, E>` with `E: From<limit_runtime::Error>`. By hand:
+/// While open, a call fails at once with [`ErrorKind::CircuitOpen`], whose
+/// message says when the breaker tries again and where the attribute is
+/// written:
+///
+/// ```text
+/// breaker "billing": circuit open; trying again in 8s (#[circuit_breaker] at src/billing.rs:12)
+/// ```
+///
+/// It takes no permit, joins no queue, its body does not run, and
+/// `#[retry]` does not retry it. Under `#[retry]`, every attempt is a call
+/// for the breaker. The function must return `Result<T, E>` with
+/// `E: From<limit_runtime::Error>`. By hand:
 /// [`Breaker`], [`breaker()`], [`breakers()`], [`Breaker::force_open`],
 /// [`Breaker::reset`], [`Breaker::stats`].
 #[cfg(feature = "macros")]
