@@ -113,10 +113,20 @@ fn contended(rt: &Runtime, v: Variant) -> Duration {
 }
 
 fn main() {
-    if std::env::var("LIMIT_BENCH_PROFILE").as_deref() == Ok("uncontended") {
-        // The uncontended layer, long, for a profiler.
+    let profile = std::env::var("LIMIT_BENCH_PROFILE").ok();
+    if let Some(variant) = profile
+        .as_deref()
+        .and_then(|p| p.strip_prefix("uncontended"))
+    {
+        // The uncontended layer (or, with `uncontended-tower`, tower's),
+        // long, for a profiler.
+        let v = if variant == "-tower" {
+            Variant::Tower
+        } else {
+            Variant::Ours
+        };
         let current = Builder::new_current_thread().enable_all().build().unwrap();
-        black_box(uncontended(&current, Variant::Ours, 50_000_000));
+        black_box(uncontended(&current, v, 50_000_000));
         return;
     }
     if std::env::var_os("LIMIT_BENCH_PROFILE").is_some() {

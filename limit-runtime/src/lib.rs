@@ -9,6 +9,7 @@ mod error;
 mod integrations;
 mod limiter;
 pub mod retry;
+mod shard;
 mod timeout;
 
 pub use breaker::{breaker, breakers, Breaker, BreakerConfig, BreakerState, StaticBreaker};

@@ -39,11 +39,13 @@
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::shard::Sharded;
 
 /// Sleeps `delay` before the next attempt: tokio's [`sleep`](tokio::time::sleep),
 /// kept out of the way of calls that never sleep.
@@ -588,7 +590,9 @@ impl<S: Schedule> Walk<S> {
 /// [`StaticRetry::new`].
 #[derive(Debug)]
 pub struct RetryCounters {
-    calls: CallCounter,
+    /// Calls started: the one counter every call bumps, so it is sharded
+    /// per thread (see [`Sharded`]).
+    calls: Sharded<1>,
     retries: AtomicU64,
     gave_up: AtomicU64,
     not_retryable: AtomicU64,
@@ -600,7 +604,7 @@ impl RetryCounters {
     /// Zeroed counters.
     pub const fn new() -> Self {
         RetryCounters {
-            calls: CallCounter::new(),
+            calls: Sharded::new(),
             retries: AtomicU64::new(0),
             gave_up: AtomicU64::new(0),
             not_retryable: AtomicU64::new(0),
@@ -612,144 +616,6 @@ impl RetryCounters {
 impl Default for RetryCounters {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Thread slots of a [`CallCounter`]: threads beyond this many share one
-/// atomic counter.
-const SLOTS: usize = 16;
-
-/// One thread's share of a [`CallCounter`], on a cache line of its own so
-/// that threads counting calls of one function do not contend.
-#[derive(Debug)]
-#[repr(align(64))]
-struct Slot(AtomicU64);
-
-/// The `calls` counter, which every call increments (the success path's
-/// only write). An atomic read-modify-write per call costs more than the
-/// rest of the success path, so each thread counts in a slot that it alone
-/// writes, with a plain load and store, and a read adds the slots up: the
-/// total is exact. A slot passes to another thread only through the lease
-/// list's mutex, after its last holder is done with it.
-#[derive(Debug)]
-struct CallCounter {
-    slots: [Slot; SLOTS],
-    /// Threads without a slot of their own (more than [`SLOTS`] alive, or
-    /// one whose thread-locals are being torn down).
-    shared: AtomicU64,
-}
-
-impl CallCounter {
-    const fn new() -> Self {
-        CallCounter {
-            slots: [const { Slot(AtomicU64::new(0)) }; SLOTS],
-            shared: AtomicU64::new(0),
-        }
-    }
-
-    /// Counts one; true when it is the first count in this thread's slot
-    /// (or in no slot), which the caller uses to do once-per-thread work
-    /// without a test of its own on every call.
-    #[inline]
-    fn add_one(&self) -> bool {
-        match slot::mine() {
-            Some(i) => {
-                let c = &self.slots[i].0;
-                let n = c.load(Ordering::Relaxed);
-                c.store(n + 1, Ordering::Relaxed);
-                n == 0
-            }
-            None => {
-                self.shared.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-        }
-    }
-
-    fn sum(&self) -> u64 {
-        let slots: u64 = self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
-        slots + self.shared.load(Ordering::Relaxed)
-    }
-}
-
-/// Which slot of every [`CallCounter`] the current thread writes: leased
-/// on the thread's first call, given back when the thread ends.
-mod slot {
-    use std::cell::Cell;
-
-    use super::{AtomicUsize, Mutex, Ordering, PoisonError, SLOTS};
-
-    /// Slots never leased yet are `NEXT..SLOTS`; given-back ones are listed.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    static RETURNED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-    /// [`MINE`] before the thread's first call.
-    const UNASSIGNED: usize = usize::MAX;
-    /// [`MINE`] of a thread without a slot: it counts in the shared counter.
-    const NO_SLOT: usize = SLOTS;
-
-    thread_local! {
-        /// This thread's slot: a plain thread-local without destructor, so
-        /// reading it is one load on the success path.
-        static MINE: Cell<usize> = const { Cell::new(UNASSIGNED) };
-        /// Gives the slot back when the thread ends.
-        static LEASE: Lease = const { Lease(Cell::new(None)) };
-    }
-
-    struct Lease(Cell<Option<usize>>);
-
-    impl Drop for Lease {
-        fn drop(&mut self) {
-            if let Some(i) = self.0.take() {
-                // Later calls on this thread (from other thread-locals'
-                // destructors) count in the shared counter.
-                let _ = MINE.try_with(|m| m.set(NO_SLOT));
-                // The mutex orders this thread's last counts before the
-                // next holder's first.
-                give_back(i);
-            }
-        }
-    }
-
-    fn give_back(i: usize) {
-        RETURNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(i);
-    }
-
-    /// This thread's slot, if it has one.
-    #[inline]
-    pub(super) fn mine() -> Option<usize> {
-        match MINE.try_with(Cell::get) {
-            Ok(i) if i < SLOTS => Some(i),
-            Ok(UNASSIGNED) => assign(),
-            _ => None,
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn assign() -> Option<usize> {
-        let returned = RETURNED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let leased = returned.or_else(|| {
-            let i = NEXT.fetch_add(1, Ordering::Relaxed);
-            (i < SLOTS).then_some(i)
-        });
-        // Register the lease for the thread's end; a thread already ending
-        // cannot, so it gives the slot back at once and counts shared.
-        let slot = leased.filter(|&i| {
-            let kept = LEASE.try_with(|l| l.0.set(Some(i))).is_ok();
-            if !kept {
-                give_back(i);
-            }
-            kept
-        });
-        let _ = MINE.try_with(|m| m.set(slot.unwrap_or(NO_SLOT)));
-        slot
     }
 }
 
@@ -910,7 +776,9 @@ impl StaticRetry {
     /// for [`stats`].
     #[inline]
     fn count_call(&'static self) {
-        if self.counters.calls.add_one() {
+        // The first count in a slot lists the function: every count after
+        // it, in any thread that inherits the slot, follows a listing.
+        if self.counters.calls.add(0, 1) == 0 {
             self.list();
         }
     }
@@ -933,7 +801,7 @@ impl StaticRetry {
     /// A copy of the counters.
     pub fn stats(&self) -> RetryStats {
         let c = self.counters;
-        let calls = c.calls.sum();
+        let calls = c.calls.sum(0);
         let retries = c.retries.load(Ordering::Relaxed);
         RetryStats {
             name: self.name.to_owned(),
@@ -1027,8 +895,10 @@ pub fn backoff_policy<B: backoff::backoff::Backoff>(mut policy: B) -> BackoffSch
 mod tests {
     use std::time::Duration;
 
+    use crate::shard::SLOTS;
+
     use super::{
-        any_error, no_hint, no_hook, stats, RetryCounters, RetryPolicy, StaticRetry, Step, SLOTS,
+        any_error, no_hint, no_hook, stats, RetryCounters, RetryPolicy, StaticRetry, Step,
     };
 
     fn one_call(r: &'static StaticRetry) {

@@ -32,6 +32,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::queue::{Class, Queue};
 use super::rate::{Gcra, Rate};
+use crate::shard::Sharded;
 
 /// The largest limit a core accepts; larger values mean "no cap".
 ///
@@ -68,19 +69,39 @@ pub(crate) struct Core {
 }
 
 /// The core's counters; read by `Limiter::stats`.
-#[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) acquired: AtomicU64,
+    /// The counters every start bumps, per thread (no atomic
+    /// read-modify-write on the hot paths): indexed by [`ACQUIRED`],
+    /// [`WAITED`], [`WAIT_NS`], [`WAITED_BATCH`] and [`WAIT_BATCH_NS`].
+    pub(crate) hot: Sharded<5>,
     pub(crate) peak_active: AtomicUsize,
-    pub(crate) waited: AtomicU64,
-    pub(crate) wait_total_ns: AtomicU64,
     pub(crate) wait_max_ns: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rejected_wait: AtomicU64,
-    /// The batch class's share of `waited`, `wait_total_ns` and refusals.
-    pub(crate) waited_batch: AtomicU64,
-    pub(crate) wait_total_batch_ns: AtomicU64,
+    /// The batch class's share of the refusals.
     pub(crate) rejected_batch: AtomicU64,
+}
+
+/// Starts.
+pub(crate) const ACQUIRED: usize = 0;
+/// Starts that waited in the queue first, and their total wait.
+pub(crate) const WAITED: usize = 1;
+pub(crate) const WAIT_NS: usize = 2;
+/// The batch class's share of [`WAITED`] and [`WAIT_NS`].
+pub(crate) const WAITED_BATCH: usize = 3;
+pub(crate) const WAIT_BATCH_NS: usize = 4;
+
+impl Counters {
+    fn new() -> Self {
+        Counters {
+            hot: Sharded::new(),
+            peak_active: AtomicUsize::new(0),
+            wait_max_ns: AtomicU64::new(0),
+            rejected_full: AtomicU64::new(0),
+            rejected_wait: AtomicU64::new(0),
+            rejected_batch: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Wakers collected under the lock, called once it is released (a waker
@@ -117,10 +138,6 @@ fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl Core {
     pub(crate) fn new(max: usize, rate: Option<Rate>) -> Core {
         let max = max.min(MAX_PERMITS);
@@ -133,10 +150,11 @@ impl Core {
             granted_upto: [AtomicU32::new(0), AtomicU32::new(0)],
             rate: Gcra::new(rate),
             queue: Mutex::new(Queue::new()),
-            counters: Counters::default(),
+            counters: Counters::new(),
         }
     }
 
+    #[inline]
     pub(crate) fn max(&self) -> usize {
         self.max.load(Ordering::Relaxed)
     }
@@ -177,22 +195,24 @@ impl Core {
     #[inline]
     fn note_acquired(&self, free_after: isize) {
         let c = &self.counters;
-        c.acquired.fetch_add(1, Ordering::Relaxed);
+        c.hot.add(ACQUIRED, 1);
         let active = usize::try_from(self.max() as isize - free_after).unwrap_or(0);
         if active > c.peak_active.load(Ordering::Relaxed) {
             c.peak_active.fetch_max(active, Ordering::Relaxed);
         }
     }
 
-    fn note_waited(&self, since: Instant, class: Class) {
-        let ns = nanos(Instant::now().saturating_duration_since(since));
+    /// Bookkeeping for a start that waited `ns` nanoseconds in the queue.
+    fn note_waited(&self, ns: u64, class: Class) {
         let c = &self.counters;
-        c.waited.fetch_add(1, Ordering::Relaxed);
-        c.wait_total_ns.fetch_add(ns, Ordering::Relaxed);
-        c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        c.hot.add(WAITED, 1);
+        c.hot.add(WAIT_NS, ns);
+        if ns > c.wait_max_ns.load(Ordering::Relaxed) {
+            c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
         if class == Class::Batch {
-            c.waited_batch.fetch_add(1, Ordering::Relaxed);
-            c.wait_total_batch_ns.fetch_add(ns, Ordering::Relaxed);
+            c.hot.add(WAITED_BATCH, 1);
+            c.hot.add(WAIT_BATCH_NS, ns);
         }
     }
 
@@ -240,6 +260,18 @@ impl Core {
                 Err(actual) => s = actual,
             }
         }
+        if class == Class::Batch || self.rate.enabled() {
+            return self.try_acquire_gated(class, s);
+        }
+        self.note_acquired(permits(s) - 1);
+        true
+    }
+
+    /// The rest of [`try_acquire`](Core::try_acquire) once a permit is
+    /// taken, for batch work or under a rate: out of line, so that the
+    /// plain start stays small enough to inline everywhere.
+    #[inline(never)]
+    fn try_acquire_gated(&self, class: Class, s: isize) -> bool {
         if class == Class::Batch && !self.enter_batch() {
             self.release(Class::Online);
             return false;
@@ -683,16 +715,17 @@ impl Waiter<'_> {
     fn finish(&mut self, outcome: Result<(), Refusal>) -> Result<(), Refusal> {
         self.slot = DONE;
         let core = self.core;
-        let since = core.rate.instant(self.since);
+        // One clock read, in the gate's time, against the one at queueing.
+        let waited_ns = core.rate.now().saturating_sub(self.since);
         match outcome {
             Ok(()) => {
                 core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
-                core.note_waited(since, self.class);
+                core.note_waited(waited_ns, self.class);
                 Ok(())
             }
             Err(_) => {
                 core.note_refused(&core.counters.rejected_wait, self.class);
-                let waited = Instant::now().saturating_duration_since(since);
+                let waited = Duration::from_nanos(waited_ns);
                 Err(Refusal::WaitTimeout { waited })
             }
         }

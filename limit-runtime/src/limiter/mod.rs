@@ -603,6 +603,8 @@ impl Limiter {
     /// without a round trip: this returns `None` for it; use
     /// [`acquire_with`](Limiter::acquire_with) with
     /// [`queue(0)`](AcquireOptions::queue) instead.
+    // Always: the uncontended start of the tower layer is this call.
+    #[inline(always)]
     pub fn try_acquire(&self) -> Option<Permit<'_>> {
         #[cfg(feature = "redis")]
         if self.inner.backend.get().is_some() {
@@ -627,17 +629,17 @@ impl Limiter {
             rate: self.rate(),
             active: core.active(),
             waiting: core.waiting(),
-            acquired: c.acquired.load(Ordering::Relaxed),
+            acquired: c.hot.sum(core::ACQUIRED),
             peak_active: c.peak_active.load(Ordering::Relaxed),
-            waited: c.waited.load(Ordering::Relaxed),
-            wait_total: Duration::from_nanos(c.wait_total_ns.load(Ordering::Relaxed)),
+            waited: c.hot.sum(core::WAITED),
+            wait_total: Duration::from_nanos(c.hot.sum(core::WAIT_NS)),
             wait_max: Duration::from_nanos(c.wait_max_ns.load(Ordering::Relaxed)),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rejected_wait: c.rejected_wait.load(Ordering::Relaxed),
             reserve: core.reserve(),
             batch_active: core.batch_active(),
-            waited_batch: c.waited_batch.load(Ordering::Relaxed),
-            wait_total_batch: Duration::from_nanos(c.wait_total_batch_ns.load(Ordering::Relaxed)),
+            waited_batch: c.hot.sum(core::WAITED_BATCH),
+            wait_total_batch: Duration::from_nanos(c.hot.sum(core::WAIT_BATCH_NS)),
             rejected_batch: c.rejected_batch.load(Ordering::Relaxed),
             adaptive: self.inner.adaptive.is_some(),
             limit_min_seen: a.map_or(limit, |a| a.limit_seen().0),

@@ -247,7 +247,8 @@ impl<S> Layer<S> for LimitedLayer {
             limiter: self.limiter(),
             options: self.options,
             at: self.at,
-            state: State::Idle,
+            permit: None,
+            pending: Pending::Nothing,
             spare: None,
         }
     }
@@ -275,19 +276,21 @@ pub struct Limited<S> {
     limiter: &'static Limiter,
     options: AcquireOptions,
     at: &'static Location<'static>,
-    state: State,
+    /// The permit `poll_ready` reserved for the next call. Apart from
+    /// `pending`, so that the uncontended start fills
+    /// an empty slot and drops nothing.
+    permit: Option<Permit<'static>>,
+    pending: Pending,
     /// The box of a finished wait, kept for the next one.
     spare: Option<Box<AcquireWith<'static>>>,
 }
 
-enum State {
-    /// No permit, not waiting.
-    Idle,
+/// A call that could not start at once.
+enum Pending {
+    Nothing,
     /// In the limiter's queue (boxed: the state of every service is
     /// moved on every call, and most calls never wait).
     Waiting(Box<AcquireWith<'static>>),
-    /// Holding a permit for the next call.
-    Ready(Permit<'static>),
     /// The limiter refused; the next call fails with this (boxed: the
     /// rare case does not make every service larger).
     Refused(Box<Error>),
@@ -324,7 +327,8 @@ impl<S: Clone> Clone for Limited<S> {
             limiter: self.limiter,
             options: self.options,
             at: self.at,
-            state: State::Idle,
+            permit: None,
+            pending: Pending::Nothing,
             spare: None,
         }
     }
@@ -339,53 +343,91 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.permit.is_none() {
+            if !matches!(self.pending, Pending::Nothing) {
+                return self.poll_ready_slow(cx);
+            }
+            // The uncontended start, as the acquire future's first poll
+            // would make it, without building that future; everything
+            // else is out of line.
+            match self.limiter.try_acquire() {
+                Some(permit) => self.permit = Some(permit),
+                None => return self.poll_ready_slow(cx),
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.permit.take() {
+            Some(permit) => ResponseFuture {
+                inner: OrRefused::running(self.inner.call(request)),
+                permit: Some(permit),
+            },
+            None => self.call_refused(),
+        }
+    }
+}
+
+impl<S> Limited<S> {
+    /// `poll_ready` past the uncontended start: queueing, a refusal, or
+    /// the inner service's readiness after a wait.
+    #[cold]
+    #[inline(never)]
+    fn poll_ready_slow<Request>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Request>,
+        S::Error: Into<BoxError>,
+    {
         loop {
-            match &mut self.state {
-                State::Idle => {
-                    // The uncontended start, as the acquire future's first
-                    // poll would make it, without building that future.
-                    self.state = match self.limiter.try_acquire() {
-                        Some(permit) => State::Ready(permit),
-                        None => {
-                            let acquire = self.limiter.acquire_at(self.options, self.at);
-                            State::Waiting(match self.spare.take() {
-                                Some(mut boxed) => {
-                                    *boxed = acquire;
-                                    boxed
-                                }
-                                None => Box::new(acquire),
-                            })
-                        }
-                    };
-                }
-                State::Waiting(acquire) => {
+            if self.permit.is_some() {
+                return self.inner.poll_ready(cx).map_err(Into::into);
+            }
+            match &mut self.pending {
+                Pending::Nothing => match self.limiter.try_acquire() {
+                    Some(permit) => self.permit = Some(permit),
+                    None => {
+                        let acquire = self.limiter.acquire_at(self.options, self.at);
+                        self.pending = Pending::Waiting(match self.spare.take() {
+                            Some(mut boxed) => {
+                                *boxed = acquire;
+                                boxed
+                            }
+                            None => Box::new(acquire),
+                        });
+                    }
+                },
+                Pending::Waiting(acquire) => {
                     let next = match Pin::new(&mut **acquire).poll(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(permit)) => State::Ready(permit),
-                        Poll::Ready(Err(refused)) => State::Refused(Box::new(refused)),
+                        Poll::Ready(Ok(permit)) => {
+                            self.permit = Some(permit);
+                            Pending::Nothing
+                        }
+                        Poll::Ready(Err(refused)) => Pending::Refused(Box::new(refused)),
                     };
-                    if let State::Waiting(done) = std::mem::replace(&mut self.state, next) {
+                    if let Pending::Waiting(done) = std::mem::replace(&mut self.pending, next) {
                         self.spare = Some(done); // its allocation serves the next wait
                     }
                 }
-                State::Ready(_) => return self.inner.poll_ready(cx).map_err(Into::into),
-                State::Refused(_) => return Poll::Ready(Ok(())),
+                Pending::Refused(_) => return Poll::Ready(Ok(())),
             }
         }
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        match std::mem::replace(&mut self.state, State::Idle) {
-            State::Ready(permit) => ResponseFuture {
-                inner: OrRefused::running(self.inner.call(request)),
-                permit: Some(permit),
-            },
-            State::Refused(refused) => ResponseFuture {
+    /// `call` without a permit: the refusal `poll_ready` reported.
+    #[cold]
+    #[inline(never)]
+    fn call_refused<F>(&mut self) -> ResponseFuture<F> {
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Refused(refused) => ResponseFuture {
                 inner: OrRefused::refused(refused),
                 permit: None,
             },
-            State::Idle | State::Waiting(_) => {
+            Pending::Nothing | Pending::Waiting(_) => {
                 panic!("Limited::call without poll_ready returning Ready(Ok(())) first")
             }
         }
@@ -394,11 +436,11 @@ where
 
 impl<S: fmt::Debug> fmt::Debug for Limited<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Idle => "idle",
-            State::Waiting(_) => "waiting",
-            State::Ready(_) => "holding a permit",
-            State::Refused(_) => "refused",
+        let state = match (&self.permit, &self.pending) {
+            (Some(_), _) => "holding a permit",
+            (None, Pending::Nothing) => "idle",
+            (None, Pending::Waiting(_)) => "waiting",
+            (None, Pending::Refused(_)) => "refused",
         };
         f.debug_struct("Limited")
             .field("inner", &self.inner)
@@ -426,6 +468,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));

@@ -95,26 +95,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
     /// The inner service's response future, or a refusal in its place:
-    /// what both layers' response futures wrap.
-    struct OrRefused<F> {
-        #[pin]
-        future: Option<F>,
-        refused: Option<Box<crate::Error>>,
+    /// what both layers' response futures wrap. An enum, so a running
+    /// call carries no empty refusal beside its future.
+    #[project = OrRefusedProj]
+    enum OrRefused<F> {
+        Running { #[pin] future: F },
+        Refused { error: Option<Box<crate::Error>> },
     }
 }
 
 impl<F> OrRefused<F> {
+    #[inline]
     fn running(future: F) -> Self {
-        OrRefused {
-            future: Some(future),
-            refused: None,
-        }
+        OrRefused::Running { future }
     }
 
     fn refused(refused: Box<crate::Error>) -> Self {
-        OrRefused {
-            future: None,
-            refused: Some(refused),
+        OrRefused::Refused {
+            error: Some(refused),
         }
     }
 }
@@ -126,15 +124,14 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        match this.future.as_pin_mut() {
-            Some(future) => future.poll(cx).map_err(Into::into),
-            None => std::task::Poll::Ready(Err(this
-                .refused
+        match self.project() {
+            OrRefusedProj::Running { future } => future.poll(cx).map_err(Into::into),
+            OrRefusedProj::Refused { error } => std::task::Poll::Ready(Err(error
                 .take()
                 .expect("a response future was polled after it completed"))),
         }
