@@ -320,13 +320,12 @@ pub struct Builtin {
 }
 
 fn uniform(lo: Duration, hi: Duration) -> Duration {
-    use rand::Rng;
     let lo_ns = u64::try_from(lo.as_nanos()).unwrap_or(u64::MAX);
     let hi_ns = u64::try_from(hi.as_nanos()).unwrap_or(u64::MAX);
     if hi_ns <= lo_ns {
         return lo;
     }
-    Duration::from_nanos(rand::rng().random_range(lo_ns..=hi_ns))
+    Duration::from_nanos(fastrand::u64(lo_ns..=hi_ns))
 }
 
 impl Schedule for Builtin {

@@ -426,7 +426,7 @@ pub async fn connect(url: &str) -> Result<Server, ConnectError> {
         wakers: Mutex::new(HashMap::new()),
         releasing: AtomicU64::new(0),
         names: Mutex::new(Vec::new()),
-        process: format!("{:x}.{:x}", std::process::id(), rand::random::<u32>()),
+        process: format!("{:x}.{:x}", std::process::id(), fastrand::u32(..)),
         next_id: AtomicU64::new(0),
         acquire: Script::new(ACQUIRE),
         release: Script::new(RELEASE),
