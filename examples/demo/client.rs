@@ -2,15 +2,19 @@
 //! calls), and the same calls under `limit`'s attributes (what the limited
 //! job calls).
 
-use std::error::Error as _;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::header::{HeaderMap, RETRY_AFTER};
+use hyper::{StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use limit_runtime::{circuit_breaker, coalesce, limited, retry};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::StatusCode;
 
 use super::service::{Services, ADDRESSES_CAPACITY, RETRY_AFTER_MS, USERS_CAPACITY};
 
@@ -217,7 +221,8 @@ impl Drop for Entered<'_> {
 /// An HTTP client for both services. Its methods send exactly one request
 /// each: no limit, no retry, no sharing.
 pub struct Api {
-    http: reqwest::Client,
+    /// hyper's pooled HTTP/1 client (what `reqwest` is built on).
+    http: Client<HttpConnector, Empty<Bytes>>,
     users: String,
     addresses: String,
     to_users: Gauge,
@@ -226,14 +231,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(users_url: &str, addresses_url: &str) -> Result<Api, ApiError> {
-        let http = reqwest::Client::builder()
-            // Loopback only: ignore any HTTP_PROXY of the environment.
-            .no_proxy()
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        // A plain connector: no proxy from the environment on loopback.
+        let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ApiError::Transport(chain(&e)))?;
+            .build(connector);
         Ok(Api {
             http,
             users: users_url.to_owned(),
@@ -296,29 +300,49 @@ impl Api {
     async fn get(&self, gauge: &Gauge, url: String) -> Result<String, ApiError> {
         REQUESTS.fetch_add(1, Ordering::SeqCst);
         let _in_flight = gauge.enter();
-        let response = match self.http.get(url).send().await {
-            Ok(response) => response,
-            Err(e) => {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| ApiError::Invalid(format!("{url}: {e}")))?;
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let response = self.http.get(uri).await.map_err(|e| chain(&e))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| chain(&e))?
+                .to_bytes();
+            Ok::<_, String>((status, headers, body))
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no response within {REQUEST_TIMEOUT:?}")));
+        let (status, headers, body) = match outcome {
+            Ok(answer) => answer,
+            Err(why) => {
                 SEEN_OTHER.fetch_add(1, Ordering::SeqCst);
-                return Err(ApiError::Transport(chain(&e)));
+                return Err(ApiError::Transport(why));
             }
         };
-        let status = response.status();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             SEEN_503.fetch_add(1, Ordering::SeqCst);
-            let retry_after = retry_after(response.headers());
+            let retry_after = retry_after(&headers);
             return Err(ApiError::Unavailable { retry_after });
         }
         if !status.is_success() {
             SEEN_OTHER.fetch_add(1, Ordering::SeqCst);
             return Err(ApiError::Status(status.as_u16()));
         }
-        response.text().await.map_err(|e| {
+        String::from_utf8(body.to_vec()).map_err(|e| {
             SEEN_OTHER.fetch_add(1, Ordering::SeqCst);
-            ApiError::Transport(chain(&e))
+            ApiError::Invalid(e.to_string())
         })
     }
 }
+
+/// How long a connection may take to open, and a request to be answered.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The finer `retry-after-ms` hint if present, else `Retry-After` in
 /// seconds. (An HTTP date in `Retry-After` is ignored: the schedule decides.)
@@ -329,9 +353,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .or_else(|| number(RETRY_AFTER.as_str()).map(Duration::from_secs))
 }
 
-/// An error and its sources: reqwest's own message alone is often just
-/// "error sending request".
-fn chain(e: &reqwest::Error) -> String {
+/// An error and its sources: the client's own message alone is often just
+/// "client error (Connect)".
+fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
