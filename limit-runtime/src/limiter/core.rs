@@ -205,14 +205,18 @@ impl Core {
     /// Bookkeeping for a start that waited `ns` nanoseconds in the queue.
     fn note_waited(&self, ns: u64, class: Class) {
         let c = &self.counters;
-        c.hot.add(WAITED, 1);
-        c.hot.add(WAIT_NS, ns);
+        if class == Class::Batch {
+            c.hot.add_each([
+                (WAITED, 1),
+                (WAIT_NS, ns),
+                (WAITED_BATCH, 1),
+                (WAIT_BATCH_NS, ns),
+            ]);
+        } else {
+            c.hot.add_each([(WAITED, 1), (WAIT_NS, ns)]);
+        }
         if ns > c.wait_max_ns.load(Ordering::Relaxed) {
             c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
-        }
-        if class == Class::Batch {
-            c.hot.add(WAITED_BATCH, 1);
-            c.hot.add(WAIT_BATCH_NS, ns);
         }
     }
 

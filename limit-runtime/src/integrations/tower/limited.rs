@@ -277,8 +277,8 @@ pub struct Limited<S> {
     options: AcquireOptions,
     at: &'static Location<'static>,
     /// The permit `poll_ready` reserved for the next call. Apart from
-    /// `pending`, so that the uncontended start fills
-    /// an empty slot and drops nothing.
+    /// `pending`, so that the uncontended start fills an empty slot and
+    /// drops nothing.
     permit: Option<Permit<'static>>,
     pending: Pending,
     /// The box of a finished wait, kept for the next one.
