@@ -762,6 +762,30 @@ impl StaticRetry {
         if outcome.error().is_none() {
             return Step::Done(outcome);
         }
+        self.check_failed(call, schedule, outcome, when, delay_hint, on_retry)
+    }
+
+    /// [`check_with`](Self::check_with) for a failed attempt: out of line,
+    /// so that a success falls straight through to the caller.
+    #[cold]
+    #[inline(never)]
+    fn check_failed<S, F, R, W, H, O>(
+        &'static self,
+        call: &mut Attempts<S>,
+        schedule: F,
+        outcome: R,
+        when: W,
+        delay_hint: H,
+        on_retry: O,
+    ) -> Step<R>
+    where
+        S: Schedule,
+        F: FnOnce() -> S,
+        R: RetryResult,
+        W: FnOnce(&R::Err) -> bool,
+        H: FnOnce(&R::Err) -> Option<Duration>,
+        O: FnOnce(&R::Err, u32, Duration),
+    {
         let (started, walk) = call.failing(schedule);
         let judge = Call {
             policy: &self.policy,

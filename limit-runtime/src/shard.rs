@@ -56,8 +56,16 @@ impl<const N: usize> Sharded<N> {
                 c.store(before.wrapping_add(v), Ordering::Relaxed);
                 before
             }
-            None => self.shared[i].fetch_add(v, Ordering::Relaxed),
+            None => self.add_shared(i, v),
         }
+    }
+
+    /// [`add`](Sharded::add) for a thread without a slot: out of line, so
+    /// that the common path falls through.
+    #[cold]
+    #[inline(never)]
+    fn add_shared(&self, i: usize, v: u64) -> u64 {
+        self.shared[i].fetch_add(v, Ordering::Relaxed)
     }
 
     /// Adds each `(i, v)` of `adds`: [`add`](Sharded::add) for several
