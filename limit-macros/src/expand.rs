@@ -10,9 +10,9 @@
 //!     let mut __limit_retry = __RETRY.start();
 //!     loop {
 //!         let __limit_outcome = {
-//!             fresh clones of owned arguments;
+//!             fresh clones of owned arguments, reborrows of `&mut` ones;
 //!             let __limit_permit = __LIMITED.acquire().await;
-//!             async { body }.await
+//!             async move { body }.await      // `async` if an argument cannot move
 //!         };
 //!         let __limit_delay = match __RETRY.check(&mut __limit_retry, __limit_outcome, when, delay_hint, on_retry) {
 //!             Step::Done(out) => break out,
@@ -82,10 +82,17 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         return finish(config, f, statics, body);
     }
 
-    // One attempt: breaker -> limited -> timeout(attempt) -> body. With
-    // retry, the attempt borrows the arguments (its owned ones are fresh
-    // clones); otherwise it owns them, as the original body did.
+    // One attempt: breaker -> limited -> timeout(attempt) -> body. Without
+    // retry, the body owns the arguments, as the original body did. With
+    // retry, each attempt gets fresh clones of the owned arguments and
+    // reborrows of the `&mut` ones, which its body then owns; if an
+    // argument cannot be handed over that way, the body borrows them all.
     let move_kw = config.retry.is_none().then(|| quote!(move));
+    let (clones, attempt_owns) = match &config.retry {
+        Some(_) => fresh_clones(k, &mut f),
+        None => (TokenStream::new(), true),
+    };
+    let attempt_move = attempt_owns.then(|| quote!(move));
     let guarded = guarded_body(&f);
     // A refusal ends the call at once: out of the retry loop (never
     // retried), or out of the call's async block.
@@ -98,7 +105,7 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
     };
-    let body_fut = quote!(async #move_kw #guarded);
+    let body_fut = quote!(async #attempt_move #guarded);
     let mut attempt = match timeout.and_then(|t| t.attempt) {
         // An attempt that times out is an ordinary failure of the attempt:
         // its error goes through `when`, and the breaker counts it.
@@ -151,7 +158,6 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let mut body = match &config.retry {
         Some(r) => {
             statics.extend(retry_static(k, r, &fn_name));
-            let clones = fresh_clones(k, &mut f);
             retry_loop(k, r, &clones, &attempt, &f.sig.output)
         }
         None => attempt,
@@ -519,14 +525,31 @@ fn retry_static(k: &syn::Path, r: &Retry, fn_name: &str) -> TokenStream {
     }
 }
 
-/// Shadows every owned argument with a fresh clone, inside one attempt.
-/// Reference arguments and the receiver are reused as they are. A `mut`
-/// on an owned argument moves from the signature to its clone.
-fn fresh_clones(k: &syn::Path, f: &mut ItemFn) -> TokenStream {
+/// Shadows every owned argument with a fresh clone, inside one attempt,
+/// and every `&mut` argument with a reborrow, so that the attempt's body
+/// can be an `async move` block: it then holds its values itself, rather
+/// than pointers into the call's future. Shared references are `Copy`. A
+/// `mut` on an owned argument moves from the signature to its clone.
+///
+/// Returns `false` if some argument cannot be handed to one attempt that
+/// way (a destructuring pattern, a receiver taken by value or by `&mut`):
+/// the attempt's body must then borrow the arguments instead.
+fn fresh_clones(k: &syn::Path, f: &mut ItemFn) -> (TokenStream, bool) {
     let mut out = TokenStream::new();
+    let mut owns = true;
     for arg in &mut f.sig.inputs {
-        let FnArg::Typed(pt) = arg else { continue };
-        if matches!(*pt.ty, Type::Reference(_)) {
+        let pt = match arg {
+            FnArg::Receiver(r) => {
+                let shared = match r.colon_token {
+                    None => r.reference.is_some() && r.mutability.is_none(),
+                    Some(_) => matches!(&*r.ty, Type::Reference(t) if t.mutability.is_none()),
+                };
+                owns &= shared;
+                continue;
+            }
+            FnArg::Typed(pt) => pt,
+        };
+        if matches!(*pt.pat, Pat::Wild(_)) {
             continue;
         }
         let Pat::Ident(PatIdent {
@@ -537,15 +560,27 @@ fn fresh_clones(k: &syn::Path, f: &mut ItemFn) -> TokenStream {
             ..
         }) = &mut *pt.pat
         else {
+            owns = false;
             continue;
         };
         let span = ident.span();
-        let mutability = mutability.take();
-        out.extend(quote_spanned! {span=>
-            let #mutability #ident = #k::__private::clone_arg(&#ident);
-        });
+        match &*pt.ty {
+            Type::Reference(r) if r.mutability.is_none() => {}
+            Type::Reference(_) => {
+                let mutability = mutability.take();
+                out.extend(quote_spanned! {span=>
+                    let #mutability #ident = &mut *#ident;
+                });
+            }
+            _ => {
+                let mutability = mutability.take();
+                out.extend(quote_spanned! {span=>
+                    let #mutability #ident = #k::__private::clone_arg(&#ident);
+                });
+            }
+        }
     }
-    out
+    (out, owns)
 }
 
 fn retry_loop(

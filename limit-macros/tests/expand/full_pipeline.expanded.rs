@@ -58,8 +58,8 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::core::result::Result::Ok(__limit_ok) => __limit_ok,
             ::core::result::Result::Err(__limit_err) => break
             ::limit_runtime::__private::WaitResult::refused(__limit_err), }; let
-            (__limit_outcome, __limit_timed_out) = match __TIMEOUT.attempt_future(async {
-            #[allow(unreachable_code, clippy::diverging_sub_expression,
+            (__limit_outcome, __limit_timed_out) = match __TIMEOUT.attempt_future(async
+            move { #[allow(unreachable_code, clippy::diverging_sub_expression,
             clippy::empty_loop, clippy::needless_return)] if false { let __limit_return :
             Result < std::sync::Arc < String >, ApiError > = loop {}; return
             __limit_return; } Ok(std::sync::Arc::new(id.to_string())) }). await {

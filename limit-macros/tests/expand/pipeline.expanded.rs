@@ -41,7 +41,7 @@ pub async fn fetch_addresses(
             Address > >, ApiError > > ::NEW; match __limit_refuse.start(& __LIMITED).
             await { ::core::result::Result::Ok(__limit_ok) => __limit_ok,
             ::core::result::Result::Err(__limit_err) => break __limit_refuse
-            .refused(__limit_err), } }; async { #[allow(unreachable_code,
+            .refused(__limit_err), } }; async move { #[allow(unreachable_code,
             clippy::diverging_sub_expression, clippy::empty_loop,
             clippy::needless_return)] if false { let __limit_return : Result <
             std::sync::Arc < Vec < Address > >, ApiError > = loop {}; return

@@ -24,7 +24,7 @@ pub async fn put_object(key: &str, body: Vec<u8>) -> Result<(), ApiError> {
         loop {
             let __limit_outcome = {
                 let body = ::limit_runtime::__private::clone_arg(&body);
-                async {
+                async move {
                     #[allow(
                         unreachable_code,
                         clippy::diverging_sub_expression,

@@ -167,6 +167,42 @@ pub async fn longer(x: u64) -> Result<u64, E> {
     Ok(h + 1)
 }
 
+/// Every kind of argument a retried attempt hands over: a shared and a
+/// `&mut` reference, an owned one (both rebound `mut`), a
+/// wildcard, and a destructuring pattern (which makes the attempt borrow).
+///
+/// # Errors
+///
+/// Never.
+#[retry(attempts = 2)]
+pub async fn argument_forms(
+    mut name: &str,
+    out: &mut Vec<u64>,
+    mut n: u64,
+    _: u8,
+    (a, b): (u64, u64),
+) -> Result<u64, E> {
+    n += a + b;
+    out.push(n);
+    name = name.trim();
+    out.push(n + name.len() as u64 - 1);
+    Ok(n)
+}
+
+/// The same arguments, limited too, without the pattern (so the attempt
+/// owns them).
+///
+/// # Errors
+///
+/// When the limiter refuses.
+#[retry(attempts = 2)]
+#[limited(name = "lints-arguments", max = 2, wait = "1s")]
+pub async fn argument_forms_owned(name: &str, out: &mut Vec<u64>, mut n: u64) -> Result<u64, E> {
+    n += 1;
+    out.push(n + name.len() as u64);
+    Ok(n)
+}
+
 /// `impl Trait` in return position.
 #[limited(max = 1)]
 pub async fn impl_trait(x: u64) -> impl std::fmt::Debug {
@@ -351,6 +387,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn every_form_runs() {
         assert_eq!(retry_one_line(1).await.unwrap(), 1);
+        let mut out = Vec::new();
+        assert_eq!(
+            argument_forms(" x ", &mut out, 1, 0, (2, 3)).await.unwrap(),
+            6
+        );
+        assert_eq!(argument_forms_owned("ab", &mut out, 1).await.unwrap(), 2);
+        assert_eq!(out, vec![6, 6, 4]);
         assert_eq!(limited_one_line(2).await, 2);
         limited_unit().await;
         assert_eq!(coalesce_one_line(3).await, 3);
