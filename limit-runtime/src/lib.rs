@@ -378,7 +378,11 @@ pub use limit_macros::limited;
 /// The function must return a `Result` (aliases such as `io::Result<T>`
 /// work). Each attempt runs the whole body again with fresh clones of the
 /// owned arguments, which must be `Clone`; reference arguments and the
-/// receiver are reused, so `&mut self` works. Sleeps use tokio's timer, so
+/// receiver are reused, so `&mut self` and `&mut` arguments work. The
+/// attempt's body owns its clones (an `async move` block, with `&mut`
+/// arguments reborrowed), so its future holds their values rather than
+/// pointers to them; a destructuring pattern or a receiver taken by value
+/// or by `&mut` makes it borrow them instead. Sleeps use tokio's timer, so
 /// tests under `#[tokio::test(start_paused = true)]` are exact and instant.
 /// Dropping the call during a sleep or an attempt cancels it: nothing keeps
 /// running. With `#[limited]` on the same function, each attempt takes its
@@ -403,7 +407,7 @@ pub use limit_macros::limited;
 ///     loop {
 ///         let outcome = {
 ///             let body = body.clone(); // a fresh clone per attempt
-///             async { Ok::<_, String>(key.len() + body.len()) }.await
+///             async move { Ok::<_, String>(key.len() + body.len()) }.await
 ///         };
 ///         let delay = match __RETRY.check(&mut call, outcome, retry::any_error, retry::no_hint, retry::no_hook) {
 ///             Step::Done(out) => break out,
