@@ -106,3 +106,41 @@ async fn limiter_counters_count_acquisitions_peaks_and_waits() {
         .iter()
         .any(|l| l.name() == "stats-limited"));
 }
+
+#[limited(name = "stats-handoff", max = 1)]
+async fn ten_ms() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Callers that call again as soon as they finish: each release hands the
+/// permit on and the releaser queues again at once, so most waits end at
+/// the releaser's clock reading rather than the waiter's own. Under a
+/// paused clock the figures are still exact.
+#[tokio::test(start_paused = true)]
+async fn waits_are_exact_when_callers_hand_off_in_a_loop() {
+    const CALLS: u32 = 20;
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async {
+                for _ in 0..CALLS {
+                    ten_ms().await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = limit_runtime::limiter("stats-handoff").unwrap().stats();
+    assert_eq!(s.acquired, 3 * u64::from(CALLS));
+    // The first caller starts at once; the other two wait 10 and 20 ms;
+    // from then on, FIFO, every call waits for the other two's bodies.
+    assert_eq!(s.waited, 3 * u64::from(CALLS) - 1);
+    assert_eq!(s.wait_max, Duration::from_millis(20));
+    let later = u64::from(3 * CALLS - 3);
+    assert_eq!(
+        s.wait_total,
+        Duration::from_millis(10 + 20 + 20 * later),
+        "{s:?}"
+    );
+}

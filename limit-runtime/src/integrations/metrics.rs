@@ -79,7 +79,6 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Histogram,
     Unit,
 };
-use tokio::time::Instant;
 
 use crate::BreakerState;
 
@@ -165,10 +164,8 @@ fn recorder_id() -> usize {
 
 /// Records how long a call that queued waited before it started.
 #[cold]
-pub(crate) fn waited(name: &str, cache: &WaitHistogram, queued_at: Instant) {
-    let waited = Instant::now()
-        .saturating_duration_since(queued_at)
-        .as_secs_f64();
+pub(crate) fn waited(name: &str, cache: &WaitHistogram, waited: Duration) {
+    let waited = waited.as_secs_f64();
     let register = || histogram!("limit_limiter_wait_seconds", "name" => name.to_owned());
     let recorder = recorder_id();
     let (registered_with, handle) = cache.cached.get_or_init(|| (recorder, register()));

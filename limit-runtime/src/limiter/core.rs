@@ -20,6 +20,10 @@
 //! * A waiter's own options (`wait`, `queue`) belong to its future: it
 //!   refuses itself when the queue is too long on arrival, and leaves when
 //!   its deadline passes.
+//! * A queued call's wait is timed with tokio's clock (exact under a paused
+//!   clock): read once when it queues; its end is usually the reading of
+//!   the next caller that queued after its grant ([`Stamp`]).
+//! * Fields are grouped on cache lines by who writes them (see [`Core`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +36,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::queue::{Class, Queue};
 use super::rate::{Gcra, Rate};
+use super::stamp::{at_or_after, Stamp};
 use crate::shard::Sharded;
 
 /// The largest limit a core accepts; larger values mean "no cap".
@@ -48,24 +53,41 @@ fn permits(state: isize) -> isize {
     state >> 1
 }
 
+/// Starts the next field on a cache line of its own (in a `repr(C)`
+/// struct): zero bytes, aligned to 64.
+#[derive(Default)]
+#[repr(align(64))]
+struct Line;
+
+/// Fields are grouped by who writes them, so that a waiter handing over
+/// under the lock does not take the line every caller reads from under it.
+#[repr(C)]
 pub(crate) struct Core {
+    pub(crate) counters: Counters,
+    _read: Line,
+    // Read by every call; written only by an uncontended start or release
+    // and when the queue empties or fills.
     /// `permits * 2 + queued`.
     state: AtomicIsize,
     /// The configured limit.
     max: AtomicUsize,
     /// Permits batch work never takes.
     reserve: AtomicUsize,
-    /// Permits held by batch work now.
-    batch_active: AtomicUsize,
-    /// Callers in the queue (mirrors the queue's length, lock-free).
-    waiting: AtomicUsize,
+    pub(crate) rate: Gcra,
+    _locked: Line,
+    // Written under the queue lock (and read without it).
+    queue: Mutex<Queue>,
     /// The ticket of the latest grant, per class: a waiter whose ticket is
     /// not after it has been granted (grants go out in ticket order), which
     /// it can tell without the lock.
     granted_upto: [AtomicU32; 2],
-    pub(crate) rate: Gcra,
-    queue: Mutex<Queue>,
-    pub(crate) counters: Counters,
+    /// A clock reading taken after recent grants: the end of most waits
+    /// (see [`Stamp`]).
+    stamp: Stamp,
+    /// Callers in the queue (mirrors the queue's length, lock-free).
+    waiting: AtomicUsize,
+    /// Permits held by batch work now.
+    batch_active: AtomicUsize,
 }
 
 /// The core's counters; read by `Limiter::stats`.
@@ -147,7 +169,10 @@ impl Core {
             reserve: AtomicUsize::new(0),
             batch_active: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            _read: Line,
+            _locked: Line,
             granted_upto: [AtomicU32::new(0), AtomicU32::new(0)],
+            stamp: Stamp::new(),
             rate: Gcra::new(rate),
             queue: Mutex::new(Queue::new()),
             counters: Counters::new(),
@@ -185,36 +210,53 @@ impl Core {
     /// Whether the waiter of `class` with `ticket` has been granted a start.
     #[inline]
     fn is_granted(&self, class: Class, ticket: u32) -> bool {
-        let upto = self.granted_upto[class as usize].load(Ordering::Acquire);
-        // Wrapping order: `upto` is at or after `ticket`.
-        (upto.wrapping_sub(ticket) as i32) >= 0
+        at_or_after(
+            self.granted_upto[class as usize].load(Ordering::Acquire),
+            ticket,
+        )
+    }
+
+    /// The tickets granted so far, per class.
+    #[inline]
+    fn granted(&self) -> [u32; 2] {
+        [
+            self.granted_upto[0].load(Ordering::Acquire),
+            self.granted_upto[1].load(Ordering::Acquire),
+        ]
     }
 
     /// Bookkeeping for a start; `free_after` is the permit count the taker
     /// left behind.
     #[inline]
     fn note_acquired(&self, free_after: isize) {
+        self.counters.hot.add(ACQUIRED, 1);
+        self.note_peak(free_after);
+    }
+
+    fn note_peak(&self, free_after: isize) {
         let c = &self.counters;
-        c.hot.add(ACQUIRED, 1);
         let active = usize::try_from(self.max() as isize - free_after).unwrap_or(0);
         if active > c.peak_active.load(Ordering::Relaxed) {
             c.peak_active.fetch_max(active, Ordering::Relaxed);
         }
     }
 
-    /// Bookkeeping for a start that waited `ns` nanoseconds in the queue.
-    fn note_waited(&self, ns: u64, class: Class) {
+    /// Bookkeeping for a start that waited `ns` nanoseconds in the queue
+    /// (one pass over this thread's counters).
+    fn note_acquired_after(&self, ns: u64, class: Class) {
         let c = &self.counters;
         if class == Class::Batch {
             c.hot.add_each([
+                (ACQUIRED, 1),
                 (WAITED, 1),
                 (WAIT_NS, ns),
                 (WAITED_BATCH, 1),
                 (WAIT_BATCH_NS, ns),
             ]);
         } else {
-            c.hot.add_each([(WAITED, 1), (WAIT_NS, ns)]);
+            c.hot.add_each([(ACQUIRED, 1), (WAITED, 1), (WAIT_NS, ns)]);
         }
+        self.note_peak(permits(self.state.load(Ordering::Relaxed)));
         if ns > c.wait_max_ns.load(Ordering::Relaxed) {
             c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
         }
@@ -512,7 +554,7 @@ pub(crate) struct Waiter<'a> {
     /// start; allocated only if it is needed.
     timer: Option<Pin<Box<Sleep>>>,
     /// When the caller queued, in the rate gate's time (`u64::MAX`: not
-    /// queued).
+    /// queued); once a queued caller is finished, how long it waited.
     since: u64,
     patience: Patience,
     /// `NOT_QUEUED`, `DONE`, or the caller's slot in the queue (stale once
@@ -547,10 +589,11 @@ impl Waiter<'_> {
         self.since != u64::MAX
     }
 
-    /// When the caller queued, if [`queued`](Waiter::queued).
+    /// How long the caller waited, once it started after
+    /// [`queued`](Waiter::queued).
     #[cfg(feature = "metrics")]
-    pub(crate) fn queued_at(&self) -> Instant {
-        self.core.rate.instant(self.since)
+    pub(crate) fn waited(&self) -> Duration {
+        Duration::from_nanos(self.since)
     }
 
     /// First poll that could not start lock-free: queue, unless the queue
@@ -562,7 +605,12 @@ impl Waiter<'_> {
         let core = self.core;
         let class = self.class;
         let bound = self.patience.queue();
+        // The clock is read before locking (not in the critical section),
+        // after the grants it will stamp were seen.
+        let granted = core.granted();
+        let now = core.rate.now();
         let outcome = core.locked(|core, q, w| {
+            core.stamp.record(granted, now);
             let before = q.len();
             // Set by whoever queued first; writing the hot word again would
             // only bounce its cache line.
@@ -594,7 +642,7 @@ impl Waiter<'_> {
                 core.note_refused(&core.counters.rejected_full, self.class);
             }
             Err(rate_at) => {
-                self.since = core.rate.now();
+                self.since = now;
                 return Err(earliest(self.deadline(), rate_at));
             }
         }
@@ -719,12 +767,19 @@ impl Waiter<'_> {
     fn finish(&mut self, outcome: Result<(), Refusal>) -> Result<(), Refusal> {
         self.slot = DONE;
         let core = self.core;
-        // One clock read, in the gate's time, against the one at queueing.
-        let waited_ns = core.rate.now().saturating_sub(self.since);
+        let started = match outcome {
+            // A reading taken after the grant by a caller that queued since,
+            // if there is one; else a read of our own.
+            Ok(()) => core.stamp.after_grant(self.class, self.ticket),
+            Err(_) => None,
+        };
+        let now = started.unwrap_or_else(|| core.rate.now());
+        let waited_ns = now.saturating_sub(self.since);
+        // From here on, `since` holds the wait (for the metrics histogram).
+        self.since = waited_ns;
         match outcome {
             Ok(()) => {
-                core.note_acquired(permits(core.state.load(Ordering::Relaxed)));
-                core.note_waited(waited_ns, self.class);
+                core.note_acquired_after(waited_ns, self.class);
                 Ok(())
             }
             Err(_) => {
@@ -766,5 +821,77 @@ impl Waiter<'_> {
                 core.dispatch(q, false, None, w);
             }
         });
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::{Class, Core, Patience, WAITED, WAIT_NS};
+    use std::future::Future;
+    use std::mem::offset_of;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+
+    const FIVE_S: u64 = 5_000_000_000;
+
+    /// Queues one waiter behind a held permit; returns it polled once.
+    fn queued(core: &Core) -> super::Waiter<'_> {
+        assert!(core.try_acquire(Class::Online));
+        let mut w = core.acquire(Class::Online, Patience::UNLIMITED);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut w).poll(&mut cx).is_pending());
+        w
+    }
+
+    fn poll_ready(w: &mut super::Waiter<'_>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(w).poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_wait_ends_at_a_reading_taken_after_its_grant() {
+        let core = Core::new(1, None);
+        let mut w = queued(&core);
+        let since = w.since;
+        core.release(Class::Online);
+        // Another caller's reading, taken after the grant: five seconds on.
+        core.stamp.record(core.granted(), since + FIVE_S);
+        poll_ready(&mut w);
+        assert_eq!(core.counters.hot.sum(WAITED), 1);
+        assert_eq!(core.counters.hot.sum(WAIT_NS), FIVE_S);
+    }
+
+    #[test]
+    fn a_reading_from_before_the_grant_is_not_used() {
+        let core = Core::new(1, None);
+        let mut w = queued(&core);
+        let since = w.since;
+        // Grants seen before the release: the reading does not cover it.
+        let seen = core.granted();
+        core.release(Class::Online);
+        core.stamp.record(seen, since + FIVE_S);
+        poll_ready(&mut w);
+        // The waiter read the clock itself: far less than five seconds.
+        assert_eq!(core.counters.hot.sum(WAITED), 1);
+        assert!(core.counters.hot.sum(WAIT_NS) < FIVE_S / 5);
+    }
+
+    #[test]
+    fn what_every_call_reads_is_apart_from_what_the_lock_holder_writes() {
+        let line = |offset: usize| offset / 64;
+        let read = [offset_of!(Core, state), offset_of!(Core, max)];
+        let written = [
+            offset_of!(Core, queue),
+            offset_of!(Core, granted_upto),
+            offset_of!(Core, stamp),
+            offset_of!(Core, waiting),
+        ];
+        assert_eq!(std::mem::align_of::<Core>(), 64);
+        for r in read {
+            for w in written {
+                assert_ne!(line(r), line(w), "offsets {r} and {w} share a line");
+            }
+        }
+        // The plain counters are per thread, on lines of their own.
+        assert!(line(offset_of!(Core, counters)) < line(offset_of!(Core, state)));
     }
 }

@@ -16,6 +16,7 @@ mod core;
 mod queue;
 mod rate;
 mod registry;
+mod stamp;
 
 use std::fmt;
 use std::future::Future;
@@ -796,8 +797,7 @@ impl<'a> Future for Acquire<'a> {
 #[cold]
 #[inline(never)]
 fn record_wait(limiter: &Limiter, waiter: &Waiter<'_>) {
-    let queued_at = waiter.queued_at();
-    crate::integrations::metrics::waited(limiter.name(), &limiter.inner.waits, queued_at);
+    crate::integrations::metrics::waited(limiter.name(), &limiter.inner.waits, waiter.waited());
 }
 
 #[cold]
