@@ -423,7 +423,7 @@ fn summary() {
             TASKS as f64 / t.as_secs_f64()
         },
     );
-    let lo = interleaved(&[Variant::Semaphore, Variant::Attribute], 9, |v| {
+    let lo = interleaved(&[Variant::Semaphore, Variant::Attribute], 15, |v| {
         contended_loop(&rt, v).as_secs_f64() * 1e3
     });
     let mem: Vec<Option<f64>> = [

@@ -233,6 +233,7 @@ impl Core {
         self.note_peak(free_after);
     }
 
+    #[inline]
     fn note_peak(&self, free_after: isize) {
         let c = &self.counters;
         let active = usize::try_from(self.max() as isize - free_after).unwrap_or(0);
