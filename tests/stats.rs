@@ -144,3 +144,46 @@ async fn waits_are_exact_when_callers_hand_off_in_a_loop() {
         "{s:?}"
     );
 }
+
+#[limited(name = "stats-two-clocks", max = 1)]
+async fn ten_ms_shared() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Two tests side by side, each on its own runtime with a paused clock, one
+/// of them an hour ahead, share a named limiter. A wait is timed on the
+/// waiter's own clock only: none can come out near an hour.
+#[test]
+fn waits_on_runtimes_with_different_paused_clocks_stay_apart() {
+    let run = |ahead: Duration| {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                tokio::time::advance(ahead).await;
+                let tasks: Vec<_> = (0..3)
+                    .map(|_| {
+                        tokio::spawn(async {
+                            for _ in 0..1000 {
+                                ten_ms_shared().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+        })
+    };
+    let a = run(Duration::from_secs(3600));
+    let b = run(Duration::ZERO);
+    a.join().unwrap();
+    b.join().unwrap();
+    let s = limit_runtime::limiter("stats-two-clocks").unwrap().stats();
+    assert_eq!(s.acquired, 6000);
+    assert!(s.wait_max < Duration::from_secs(60), "{s:?}");
+}

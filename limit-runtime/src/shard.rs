@@ -95,6 +95,14 @@ impl<const N: usize> Sharded<N> {
     }
 }
 
+/// This thread's slot index (`0..SLOTS`), if it has one: the same in every
+/// per-thread structure, so a thread's shares of them can be found with
+/// one thread-local load.
+#[inline]
+pub(crate) fn thread_slot() -> Option<usize> {
+    lease::mine()
+}
+
 /// Which slot of every [`Sharded`] set the current thread writes: leased
 /// on the thread's first count, given back when the thread ends.
 mod lease {

@@ -22,7 +22,8 @@
 //!   its deadline passes.
 //! * A queued call's wait is timed with tokio's clock (exact under a paused
 //!   clock): read once when it queues; its end is usually the reading of
-//!   the next caller that queued after its grant ([`Stamp`]).
+//!   the next caller that queued on the same thread after its grant
+//!   ([`Stamp`]).
 //! * Fields are grouped on cache lines by who writes them (see [`Core`]).
 
 use std::future::Future;
@@ -64,6 +65,9 @@ struct Line;
 #[repr(C)]
 pub(crate) struct Core {
     pub(crate) counters: Counters,
+    /// Per thread, a clock reading taken after recent grants: the end of
+    /// most waits (see [`Stamp`]).
+    stamp: Stamp,
     _read: Line,
     // Read by every call; written only by an uncontended start or release
     // and when the queue empties or fills.
@@ -81,9 +85,6 @@ pub(crate) struct Core {
     /// not after it has been granted (grants go out in ticket order), which
     /// it can tell without the lock.
     granted_upto: [AtomicU32; 2],
-    /// A clock reading taken after recent grants: the end of most waits
-    /// (see [`Stamp`]).
-    stamp: Stamp,
     /// Callers in the queue (mirrors the queue's length, lock-free).
     waiting: AtomicUsize,
     /// Permits held by batch work now.
@@ -610,8 +611,8 @@ impl Waiter<'_> {
         // after the grants it will stamp were seen.
         let granted = core.granted();
         let now = core.rate.now();
+        core.stamp.record(granted, now);
         let outcome = core.locked(|core, q, w| {
-            core.stamp.record(granted, now);
             let before = q.len();
             // Set by whoever queued first; writing the hot word again would
             // only bounce its cache line.
@@ -883,7 +884,6 @@ mod tests {
         let written = [
             offset_of!(Core, queue),
             offset_of!(Core, granted_upto),
-            offset_of!(Core, stamp),
             offset_of!(Core, waiting),
         ];
         assert_eq!(std::mem::align_of::<Core>(), 64);

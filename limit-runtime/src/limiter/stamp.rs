@@ -8,21 +8,28 @@
 //!
 //! The second read can usually be shared. Every caller that queues reads
 //! the clock anyway, and its reading is later than every grant that had
-//! been made before it looked. [`Stamp`] keeps the latest such reading and,
-//! per class, the latest grant it is known to follow. A waiter that was
-//! granted a start and finds its grant covered takes the stamp as the end
-//! of its wait: a time after its grant and no later than now, so the wait
-//! it records lies between being granted and starting, as one measured by
-//! its own read would. Under a busy limiter (where the cost matters) the
-//! releaser's next call queues right after its grant, before the granted
-//! waiter runs, so nearly every wake-up is covered. A waiter whose grant is
-//! not covered yet reads the clock itself.
+//! been made before it looked. [`Stamp`] keeps, per thread, the latest such
+//! reading and, per class, the latest grant it is known to follow. A
+//! waiter that was granted a start and finds its grant covered by its
+//! thread's stamp takes the stamp as the end of its wait: a time after its
+//! grant and no later than now, so the wait it records lies between being
+//! granted and starting, as one measured by its own read would. Under a
+//! busy limiter (where the cost matters) the releaser queues again right
+//! after its grant, and the waiter it woke runs next on the same thread
+//! (tokio runs a task woken by the running one next, on the same worker),
+//! so nearly every wake-up is covered. A waiter whose grant is not covered
+//! reads the clock itself.
 //!
-//! Written only under the queue lock; read without it.
+//! Per thread, not one stamp per limiter: a paused clock belongs to one
+//! current-thread runtime, and tests running side by side each have their
+//! own, at different times; a named limiter is shared by all of them. A
+//! reading taken on the waiter's own thread comes from the waiter's own
+//! clock. Only the thread itself writes and reads its slot.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::queue::Class;
+use crate::shard::{thread_slot, SLOTS};
 
 /// Whether ticket `a` is at or after ticket `b` (tickets wrap).
 #[inline]
@@ -30,56 +37,54 @@ pub(crate) fn at_or_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
-pub(crate) struct Stamp {
+/// One thread's stamp, on a cache line of its own.
+#[repr(align(64))]
+struct Slot {
     /// Per class: every grant up to this ticket was made before `ns` was
     /// read.
     upto: [AtomicU32; 2],
-    /// A clock reading, in the rate gate's time; never decreases.
+    /// A clock reading, in the rate gate's time.
     ns: AtomicU64,
+}
+
+pub(crate) struct Stamp {
+    slots: [Slot; SLOTS],
 }
 
 impl Stamp {
     pub(crate) const fn new() -> Stamp {
         Stamp {
-            upto: [AtomicU32::new(0), AtomicU32::new(0)],
-            ns: AtomicU64::new(0),
+            slots: [const {
+                Slot {
+                    upto: [AtomicU32::new(0), AtomicU32::new(0)],
+                    ns: AtomicU64::new(0),
+                }
+            }; SLOTS],
         }
     }
 
-    /// Records the clock reading `now`, taken after the grants up to
-    /// `granted` (per class, loaded before reading the clock) were seen.
-    /// Under the queue lock, so there is one writer at a time.
+    /// Records this thread's clock reading `now`, taken after the grants up
+    /// to `granted` (per class, loaded before reading the clock) were seen.
+    /// A thread without a slot records nothing.
     #[inline]
     pub(crate) fn record(&self, granted: [u32; 2], now: u64) {
-        let mut newer = false;
-        for (upto, g) in self.upto.iter().zip(granted) {
-            if !at_or_after(upto.load(Ordering::Relaxed), g) {
-                newer = true;
-            }
-        }
-        if !newer {
-            return;
-        }
-        // The time first, released with each `upto`: a reader that sees an
-        // `upto` sees this time or a later one. Readings taken before the
-        // lock may arrive out of order; keeping the larger keeps every
-        // `upto` covered.
-        if now > self.ns.load(Ordering::Relaxed) {
-            self.ns.store(now, Ordering::Relaxed);
-        }
-        for (upto, g) in self.upto.iter().zip(granted) {
-            if !at_or_after(upto.load(Ordering::Relaxed), g) {
-                upto.store(g, Ordering::Release);
-            }
+        let Some(i) = thread_slot() else { return };
+        let slot = &self.slots[i];
+        // Only this thread writes and reads its slot (a slot passes to a
+        // later thread through the lease's mutex): relaxed is enough.
+        slot.ns.store(now, Ordering::Relaxed);
+        for (upto, g) in slot.upto.iter().zip(granted) {
+            upto.store(g, Ordering::Relaxed);
         }
     }
 
-    /// A clock reading taken after the grant of `ticket` in `class`, if one
-    /// was recorded (the caller has seen that grant).
+    /// A clock reading this thread took after the grant of `ticket` in
+    /// `class`, if it took one (the caller has seen that grant).
     #[inline]
     pub(crate) fn after_grant(&self, class: Class, ticket: u32) -> Option<u64> {
-        let upto = self.upto[class as usize].load(Ordering::Acquire);
-        at_or_after(upto, ticket).then(|| self.ns.load(Ordering::Relaxed))
+        let slot = &self.slots[thread_slot()?];
+        let upto = slot.upto[class as usize].load(Ordering::Relaxed);
+        at_or_after(upto, ticket).then(|| slot.ns.load(Ordering::Relaxed))
     }
 }
 
@@ -96,31 +101,40 @@ mod tests {
         assert_eq!(s.after_grant(Class::Online, 3), Some(100));
         assert_eq!(s.after_grant(Class::Online, 4), None, "not granted yet");
         assert_eq!(s.after_grant(Class::Batch, 1), None, "classes apart");
+        s.record([5, 2], 200);
+        assert_eq!(s.after_grant(Class::Online, 5), Some(200));
+        assert_eq!(s.after_grant(Class::Batch, 2), Some(200));
     }
 
     #[test]
-    fn readings_out_of_order_never_move_the_time_back() {
+    fn a_reading_serves_only_its_own_thread() {
         let s = Stamp::new();
-        s.record([5, 2], 200);
-        // Read earlier, locked later: it covers nothing new.
-        s.record([4, 2], 150);
-        assert_eq!(s.after_grant(Class::Online, 5), Some(200));
-        // Covers a newer grant, but its reading is older than the stamp's:
-        // the stamp keeps the larger time (still after both grants).
-        s.record([6, 2], 190);
-        assert_eq!(s.after_grant(Class::Online, 6), Some(200));
-        assert_eq!(s.after_grant(Class::Batch, 2), Some(200));
-        s.record([6, 3], 250);
-        assert_eq!(s.after_grant(Class::Batch, 3), Some(250));
-        assert_eq!(s.after_grant(Class::Online, 7), None);
+        // Another thread (another runtime, perhaps with a paused clock far
+        // ahead) stamps every grant so far.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                s.record([10, 10], 3_600_000_000_000);
+                assert_eq!(s.after_grant(Class::Online, 10), Some(3_600_000_000_000));
+            });
+        });
+        assert_eq!(s.after_grant(Class::Online, 10), None);
+        s.record([10, 0], 7);
+        assert_eq!(s.after_grant(Class::Online, 10), Some(7));
+    }
+
+    #[test]
+    fn a_later_clock_that_is_behind_replaces_the_stamp() {
+        // A runtime whose paused clock ran far ahead ended; the next one on
+        // this thread starts behind it. Its readings replace the stamp.
+        let s = Stamp::new();
+        s.record([4, 0], 3_600_000_000_000);
+        s.record([6, 0], 50);
+        assert_eq!(s.after_grant(Class::Online, 6), Some(50));
     }
 
     #[test]
     fn tickets_wrap() {
         let s = Stamp::new();
-        // Tickets move on by less than 2^31 between two records.
-        s.record([0x7000_0000, 0], 1);
-        s.record([0xe000_0000, 0], 2);
         s.record([u32::MAX, 0], 10);
         assert_eq!(s.after_grant(Class::Online, u32::MAX - 1), Some(10));
         assert_eq!(s.after_grant(Class::Online, 0), None);
