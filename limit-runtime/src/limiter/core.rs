@@ -56,7 +56,6 @@ fn permits(state: isize) -> isize {
 
 /// Starts the next field on a cache line of its own (in a `repr(C)`
 /// struct): zero bytes, aligned to 64.
-#[derive(Default)]
 #[repr(align(64))]
 struct Line;
 
@@ -770,8 +769,8 @@ impl Waiter<'_> {
         self.slot = DONE;
         let core = self.core;
         let started = match outcome {
-            // A reading taken after the grant by a caller that queued since,
-            // if there is one; else a read of our own.
+            // A reading this thread took after the grant (a caller that
+            // queued since), if there is one; else a read of our own.
             Ok(()) => core.stamp.after_grant(self.class, self.ticket),
             Err(_) => None,
         };
@@ -825,6 +824,7 @@ impl Waiter<'_> {
         });
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::{Class, Core, Patience, WAITED, WAIT_NS};
