@@ -48,8 +48,13 @@ pub enum Outcome {
 /// a strong signal). Only calls that *started* after the limit last changed
 /// judge it: a call that started under the old limit says nothing about the
 /// new one, and this is also what keeps one burst of drops from cutting the
-/// limit again and again. At the end of a window, with `m` the median
-/// latency of its samples and `r = m / baseline`:
+/// limit again and again. Latencies count only once one baseline has
+/// passed since the change: of the calls that start after a change, the
+/// fast ones finish first, so a window made of the first to finish says the
+/// service is faster than it is (and the next one, of the slow rest, says
+/// it is slower). With a noisy service, that kept the limit below its
+/// capacity. At the end of a window, with `m` the median latency of its
+/// samples and `r = m / baseline`:
 ///
 /// | window | new limit |
 /// |---|---|
@@ -484,6 +489,15 @@ impl Adaptive {
             return self.end_probe(c, now, limit.min(ceiling));
         }
 
+        // Of the calls that started after a change, the fast ones finish
+        // first: a window that began at the change would judge the limit
+        // by its fastest calls and the next one by the slow rest. Latencies
+        // count from one baseline after the change on, when calls of every
+        // usual latency have had time to finish (a drop is judged at once).
+        if outcome == Outcome::Success && now < c.changed_at.saturating_add(c.baseline.unwrap_or(0))
+        {
+            return None;
+        }
         let w = &mut c.window;
         match outcome {
             Outcome::Success => w.latencies.push(latency),
@@ -624,13 +638,24 @@ mod tests {
             let changed = a.lock().changed_at;
             let now = (CLOCK.get() + latency / 4).max(changed + latency + 1);
             CLOCK.set(now);
-            let mut c = a.lock();
-            let d = a.on_event(&mut c, now, latency, outcome, saturated);
-            drop(c);
-            if let Some(l) = d {
-                a.apply(core, l);
-            }
+            event(a, core, now, latency, outcome, saturated);
         }
+    }
+
+    /// One outcome at `now`; the decision, if any, is applied.
+    fn event(
+        a: &Adaptive,
+        core: &Core,
+        now: u64,
+        latency: u64,
+        outcome: Outcome,
+        saturated: bool,
+    ) -> Option<usize> {
+        let d = a.on_event(&mut a.lock(), now, latency, outcome, saturated);
+        if let Some(l) = d {
+            a.apply(core, l);
+        }
+        d
     }
 
     fn finish_probe(a: &Adaptive, core: &Core, latency: u64) {
@@ -684,6 +709,42 @@ mod tests {
             true,
         );
         assert_eq!(core.max(), 23);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latencies_count_from_one_baseline_after_a_change() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        let changed = a.lock().changed_at;
+        // Calls that started after the change and finished within a
+        // baseline of it: the fast ones. However many, they judge nothing.
+        for i in 0..100 {
+            let now = changed + 500_000 + i * 4_000;
+            let d = event(&a, &core, now, 400_000, Outcome::Success, true);
+            assert_eq!(d, None);
+            assert!(a.lock().window.latencies.is_empty());
+        }
+        assert_eq!(core.max(), 20);
+        // From one baseline on they count: a window of them grows the limit.
+        for i in 0..window_size(20) as u64 {
+            let now = changed + 1_000_000 + i * 4_000;
+            event(&a, &core, now, 900_000, Outcome::Success, true);
+        }
+        assert_eq!(core.max(), 40);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drop_counts_at_once_after_a_change() {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        let changed = a.lock().changed_at;
+        // Five drops (a quarter of the limit) within a baseline of the
+        // change: the window ends and the limit falls.
+        for i in 0..5 {
+            let now = changed + 100_000 + i * 1_000;
+            event(&a, &core, now, 50_000, Outcome::Overloaded, true);
+        }
+        assert_eq!(core.max(), 10); // 20 × clamp(1 − 5/5, 0.5, 0.9)
     }
 
     #[tokio::test(start_paused = true)]
