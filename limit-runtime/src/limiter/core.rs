@@ -771,7 +771,12 @@ impl Waiter<'_> {
         let started = match outcome {
             // A reading this thread took after the grant (a caller that
             // queued since), if there is one; else a read of our own.
-            Ok(()) => core.stamp.after_grant(self.class, self.ticket),
+            // A reading older than our own queueing is stale (a slot
+            // passed on from an ended thread, tickets that wrapped): unused.
+            Ok(()) => core
+                .stamp
+                .after_grant(self.class, self.ticket)
+                .filter(|&ns| ns >= self.since),
             Err(_) => None,
         };
         let now = started.unwrap_or_else(|| core.rate.now());
@@ -875,6 +880,22 @@ mod tests {
         // The waiter read the clock itself: far less than five seconds.
         assert_eq!(core.counters.hot.sum(WAITED), 1);
         assert!(core.counters.hot.sum(WAIT_NS) < FIVE_S / 5);
+    }
+
+    #[test]
+    fn a_reading_from_before_the_wait_began_is_not_used() {
+        let core = Core::new(1, None);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut w = queued(&core);
+        let since = w.since;
+        assert!(since >= 2_000_000);
+        core.release(Class::Online);
+        // It claims to follow the grant, but it is older than the wait.
+        core.stamp.record(core.granted(), since - 1_000_000);
+        poll_ready(&mut w);
+        // The waiter read the clock itself: not a wait clipped to zero.
+        assert_eq!(core.counters.hot.sum(WAITED), 1);
+        assert!(core.counters.hot.sum(WAIT_NS) > 0);
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! after its grant, and the waiter it woke runs next on the same thread
 //! (tokio runs a task woken by the running one next, on the same worker),
 //! so nearly every wake-up is covered. A waiter whose grant is not covered
-//! reads the clock itself.
+//! reads the clock itself, and so does one whose stamp is older than its
+//! own queueing (a slot passed on from an ended thread, or tickets that
+//! wrapped while the thread did not queue: such a stamp could claim a
+//! grant it never saw).
 //!
 //! Per thread, not one stamp per limiter: a paused clock belongs to one
 //! current-thread runtime, and tests running side by side each have their
@@ -109,6 +112,9 @@ mod tests {
     #[test]
     fn a_reading_serves_only_its_own_thread() {
         let s = Stamp::new();
+        // This thread takes its slot first: the other thread's must be
+        // another one, not this one's once given back.
+        s.record([0, 0], 1);
         // Another thread (another runtime, perhaps with a paused clock far
         // ahead) stamps every grant so far.
         std::thread::scope(|scope| {
