@@ -668,6 +668,15 @@ mod tests {
         panic!("the probe never ended");
     }
 
+    /// A controller at 20 whose start-up probe measured 1 ms just now;
+    /// with the time of that change.
+    fn just_probed() -> (Adaptive, Core, u64) {
+        let (a, core) = controller(1, 20, 1000);
+        finish_probe(&a, &core, 1_000_000);
+        let changed = a.lock().changed_at;
+        (a, core, changed)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn starts_at_initial_measuring_the_baseline() {
         let (a, core) = controller(1, 20, 100);
@@ -713,9 +722,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn latencies_count_from_one_baseline_after_a_change() {
-        let (a, core) = controller(1, 20, 1000);
-        finish_probe(&a, &core, 1_000_000);
-        let changed = a.lock().changed_at;
+        let (a, core, changed) = just_probed();
         // Calls that started after the change and finished within a
         // baseline of it: the fast ones. However many, they judge nothing.
         for i in 0..100 {
@@ -735,9 +742,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_drop_counts_at_once_after_a_change() {
-        let (a, core) = controller(1, 20, 1000);
-        finish_probe(&a, &core, 1_000_000);
-        let changed = a.lock().changed_at;
+        let (a, core, changed) = just_probed();
         // Five drops (a quarter of the limit) within a baseline of the
         // change: the window ends and the limit falls.
         for i in 0..5 {

@@ -771,12 +771,7 @@ impl Waiter<'_> {
         let started = match outcome {
             // A reading this thread took after the grant (a caller that
             // queued since), if there is one; else a read of our own.
-            // A reading older than our own queueing is stale (a slot
-            // passed on from an ended thread, tickets that wrapped): unused.
-            Ok(()) => core
-                .stamp
-                .after_grant(self.class, self.ticket)
-                .filter(|&ns| ns >= self.since),
+            Ok(()) => core.stamp.after_grant(self.class, self.ticket, self.since),
             Err(_) => None,
         };
         let now = started.unwrap_or_else(|| core.rate.now());

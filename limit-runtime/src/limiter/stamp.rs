@@ -82,12 +82,15 @@ impl Stamp {
     }
 
     /// A clock reading this thread took after the grant of `ticket` in
-    /// `class`, if it took one (the caller has seen that grant).
+    /// `class` (the caller has seen that grant), if it took one, and not
+    /// before `since`, when the waiter queued: an older reading is stale
+    /// (a slot passed on from an ended thread, or tickets that wrapped).
     #[inline]
-    pub(crate) fn after_grant(&self, class: Class, ticket: u32) -> Option<u64> {
+    pub(crate) fn after_grant(&self, class: Class, ticket: u32, since: u64) -> Option<u64> {
         let slot = &self.slots[thread_slot()?];
         let upto = slot.upto[class as usize].load(Ordering::Relaxed);
-        at_or_after(upto, ticket).then(|| slot.ns.load(Ordering::Relaxed))
+        let ns = slot.ns.load(Ordering::Relaxed);
+        (at_or_after(upto, ticket) && ns >= since).then_some(ns)
     }
 }
 
@@ -98,15 +101,15 @@ mod tests {
     #[test]
     fn a_grant_is_covered_by_a_reading_taken_after_it() {
         let s = Stamp::new();
-        assert_eq!(s.after_grant(Class::Online, 1), None);
+        assert_eq!(s.after_grant(Class::Online, 1, 0), None);
         s.record([3, 0], 100);
-        assert_eq!(s.after_grant(Class::Online, 1), Some(100));
-        assert_eq!(s.after_grant(Class::Online, 3), Some(100));
-        assert_eq!(s.after_grant(Class::Online, 4), None, "not granted yet");
-        assert_eq!(s.after_grant(Class::Batch, 1), None, "classes apart");
+        assert_eq!(s.after_grant(Class::Online, 1, 0), Some(100));
+        assert_eq!(s.after_grant(Class::Online, 3, 0), Some(100));
+        assert_eq!(s.after_grant(Class::Online, 4, 0), None, "not granted yet");
+        assert_eq!(s.after_grant(Class::Batch, 1, 0), None, "classes apart");
         s.record([5, 2], 200);
-        assert_eq!(s.after_grant(Class::Online, 5), Some(200));
-        assert_eq!(s.after_grant(Class::Batch, 2), Some(200));
+        assert_eq!(s.after_grant(Class::Online, 5, 0), Some(200));
+        assert_eq!(s.after_grant(Class::Batch, 2, 0), Some(200));
     }
 
     #[test]
@@ -120,12 +123,12 @@ mod tests {
         std::thread::scope(|scope| {
             scope.spawn(|| {
                 s.record([10, 10], 3_600_000_000_000);
-                assert_eq!(s.after_grant(Class::Online, 10), Some(3_600_000_000_000));
+                assert_eq!(s.after_grant(Class::Online, 10, 0), Some(3_600_000_000_000));
             });
         });
-        assert_eq!(s.after_grant(Class::Online, 10), None);
+        assert_eq!(s.after_grant(Class::Online, 10, 0), None);
         s.record([10, 0], 7);
-        assert_eq!(s.after_grant(Class::Online, 10), Some(7));
+        assert_eq!(s.after_grant(Class::Online, 10, 0), Some(7));
     }
 
     #[test]
@@ -135,18 +138,18 @@ mod tests {
         let s = Stamp::new();
         s.record([4, 0], 3_600_000_000_000);
         s.record([6, 0], 50);
-        assert_eq!(s.after_grant(Class::Online, 6), Some(50));
+        assert_eq!(s.after_grant(Class::Online, 6, 0), Some(50));
     }
 
     #[test]
     fn tickets_wrap() {
         let s = Stamp::new();
         s.record([u32::MAX, 0], 10);
-        assert_eq!(s.after_grant(Class::Online, u32::MAX - 1), Some(10));
-        assert_eq!(s.after_grant(Class::Online, 0), None);
+        assert_eq!(s.after_grant(Class::Online, u32::MAX - 1, 0), Some(10));
+        assert_eq!(s.after_grant(Class::Online, 0, 0), None);
         s.record([1, 0], 20);
-        assert_eq!(s.after_grant(Class::Online, 0), Some(20));
-        assert_eq!(s.after_grant(Class::Online, u32::MAX), Some(20));
+        assert_eq!(s.after_grant(Class::Online, 0, 0), Some(20));
+        assert_eq!(s.after_grant(Class::Online, u32::MAX, 0), Some(20));
         assert!(at_or_after(1, u32::MAX) && !at_or_after(u32::MAX, 1));
     }
 }

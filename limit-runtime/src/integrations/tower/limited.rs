@@ -394,19 +394,18 @@ impl<S> Limited<S> {
                 return self.inner.poll_ready(cx).map_err(Into::into);
             }
             match &mut self.pending {
-                Pending::Nothing => match self.limiter.try_acquire() {
-                    Some(permit) => self.permit = Some(permit),
-                    None => {
-                        let acquire = self.limiter.acquire_at(self.options, self.at);
-                        self.pending = Pending::Waiting(match self.spare.take() {
-                            Some(mut boxed) => {
-                                *boxed = acquire;
-                                boxed
-                            }
-                            None => Box::new(acquire),
-                        });
-                    }
-                },
+                // Reached only just after `poll_ready`'s lock-free start
+                // failed; the acquire future's first poll tries it again.
+                Pending::Nothing => {
+                    let acquire = self.limiter.acquire_at(self.options, self.at);
+                    self.pending = Pending::Waiting(match self.spare.take() {
+                        Some(mut boxed) => {
+                            *boxed = acquire;
+                            boxed
+                        }
+                        None => Box::new(acquire),
+                    });
+                }
                 Pending::Waiting(acquire) => {
                     let next = match Pin::new(&mut **acquire).poll(cx) {
                         Poll::Pending => return Poll::Pending,
