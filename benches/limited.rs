@@ -512,6 +512,29 @@ fn main() {
         memory_probe(&which);
         return;
     }
+    if let Ok(which) = std::env::var("LIMIT_BENCH_PROFILE") {
+        // One contended shape, one side, for a profiler (`perf record`,
+        // `valgrind --tool=callgrind`): `loop`, `once`, and each with
+        // `-semaphore` for the peer.
+        let v = if which.ends_with("-semaphore") {
+            Variant::Semaphore
+        } else {
+            Variant::Attribute
+        };
+        let rounds: u64 = std::env::var("LIMIT_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(20);
+        let rt = two_workers();
+        for _ in 0..rounds {
+            if which.starts_with("once") {
+                black_box(contended(&rt, v, 1));
+            } else {
+                black_box(contended_loop(&rt, v));
+            }
+        }
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))

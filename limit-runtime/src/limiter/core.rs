@@ -144,11 +144,20 @@ impl Wakers {
         }
     }
 
+    #[inline]
     fn wake(self) {
         if let Some(w) = self.one {
             w.wake();
         }
-        for w in self.more {
+        if !self.more.is_empty() {
+            Self::wake_all(self.more);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_all(more: Vec<Waker>) {
+        for w in more {
             w.wake();
         }
     }
@@ -567,9 +576,10 @@ pub(crate) struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
+    #[inline]
     fn deadline(&self) -> Option<Instant> {
-        let since = self.core.rate.instant(self.since);
-        Some(since + self.patience.wait()?)
+        let wait = self.patience.wait()?;
+        Some(self.core.rate.instant(self.since) + wait)
     }
 
     /// The class the caller waits (and will hold its permit) in.
@@ -619,7 +629,15 @@ impl Waiter<'_> {
                 core.state.fetch_or(QUEUED, Ordering::AcqRel);
             }
             let (idx, ticket) = q.push(class, waker);
-            core.dispatch(q, false, Some(idx), w);
+            // Nobody can start without a free permit, and while callers
+            // are queued the free permits change only in `dispatch` (and
+            // in `set_max`, which then dispatches): with none free, the
+            // last dispatch left nothing to do, so only the count changes.
+            if permits(core.state.load(Ordering::Acquire)) > 0 {
+                core.dispatch(q, false, Some(idx), w);
+            } else {
+                core.waiting.store(q.len(), Ordering::Relaxed);
+            }
             if core.is_granted(class, ticket) {
                 return Ok(Ok(()));
             }
@@ -724,6 +742,10 @@ impl Waiter<'_> {
         let this = self;
         if this.slot == DONE {
             panic!("a limiter's acquire future was polled after it completed");
+        }
+        // Granted: known without the lock (the common wake-up).
+        if this.slot != NOT_QUEUED && this.core.is_granted(this.class, this.ticket) {
+            return Poll::Ready(this.finish(Ok(())));
         }
         // `Err(wake_at)`: still waiting, to be woken then (or by a grant).
         let mut state = if this.slot == NOT_QUEUED {

@@ -84,6 +84,7 @@ impl Queue {
 
     /// Appends a waiter to its class's list and returns its slot and its
     /// ticket.
+    #[inline]
     pub(crate) fn push(&mut self, class: Class, waker: Waker) -> (u32, u32) {
         // Wrapping is fine: a waiter is only ever compared with grants of
         // the waiters queued ahead of it, far fewer than 2^31.
@@ -123,6 +124,7 @@ impl Queue {
     }
 
     /// Takes a waiting `idx` out of its list (the slot stays its owner's).
+    #[inline]
     pub(crate) fn unlink(&mut self, class: Class, idx: u32) {
         let (prev, next) = {
             let n = &self.nodes[idx as usize];
@@ -148,6 +150,7 @@ impl Queue {
     /// Grants the front waiter of `class` a start: takes it out of the list,
     /// frees its slot (its owner learns of the grant from its ticket, not
     /// from the slot), and returns its ticket and waker.
+    #[inline]
     pub(crate) fn pop_front(&mut self, class: Class) -> Option<(u32, Option<Waker>)> {
         let idx = self.front(class)?;
         self.unlink(class, idx);
@@ -171,6 +174,7 @@ impl Queue {
     }
 
     /// Returns a slot to the free list.
+    #[inline]
     pub(crate) fn release_slot(&mut self, idx: u32) {
         let n = &mut self.nodes[idx as usize];
         n.waker = None;

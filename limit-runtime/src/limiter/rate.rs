@@ -342,7 +342,10 @@ impl Gcra {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         let d = Instant::now().saturating_duration_since(self.base);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        // Whole seconds and the rest, not `as_nanos` (a 128-bit product).
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
     }
 
     /// The instant of the gate's time `ns`.
