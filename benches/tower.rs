@@ -129,15 +129,25 @@ fn main() {
         black_box(uncontended(&current, v, 50_000_000));
         return;
     }
-    if std::env::var_os("LIMIT_BENCH_PROFILE").is_some() {
-        // One variant, long, for a profiler.
+    if let Some(which) = profile {
+        // One contended variant, long, for a profiler: the layer, or with
+        // `-tower` tower's, with `-attribute` a `#[limited]` function.
+        let v = match which.rsplit('-').next() {
+            Some("tower") => Variant::Tower,
+            Some("attribute") => Variant::Attribute,
+            _ => Variant::Ours,
+        };
+        let rounds = std::env::var("LIMIT_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(20);
         let workers = Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        for _ in 0..20 {
-            black_box(contended(&workers, Variant::Ours));
+        for _ in 0..rounds {
+            black_box(contended(&workers, v));
         }
         return;
     }

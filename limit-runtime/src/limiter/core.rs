@@ -10,9 +10,9 @@
 //!   one on the rate gate when a rate is set) and a release is one more: no
 //!   lock, no queue node.
 //! * Once anybody waits, every newcomer queues, and every event that could
-//!   let a waiter start (a release, an arrival, a resize, a new rate or
-//!   reserve, a rate timer, a waiter leaving) runs [`Core::dispatch`] under
-//!   the queue lock. The dispatcher starts waiters in order (online before
+//!   let a waiter start (a release, a resize, a new rate or reserve, a
+//!   rate timer, a waiter leaving, an arrival while a permit is free) runs
+//!   [`Core::dispatch`] under the queue lock. The dispatcher starts waiters in order (online before
 //!   batch, FIFO within a class) while a permit is free, the rate gate
 //!   allows a start now, and, for batch work, the reserve is respected.
 //!   Each part (the [`Queue`], the [`Gcra`] rate gate, the reserve) is a
@@ -913,6 +913,30 @@ mod tests {
         // The waiter read the clock itself: not a wait clipped to zero.
         assert_eq!(core.counters.hot.sum(WAITED), 1);
         assert!(core.counters.hot.sum(WAIT_NS) > 0);
+    }
+
+    #[test]
+    fn an_arrival_starts_at_once_while_a_permit_is_free_behind_held_back_waiters() {
+        let core = Core::new(2, None);
+        core.set_reserve(1);
+        assert!(core.try_acquire(Class::Batch));
+        // The reserve holds a second batch call back, with a permit free.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batch = core.acquire(Class::Batch, Patience::UNLIMITED);
+        assert!(Pin::new(&mut batch).poll(&mut cx).is_pending());
+        assert_eq!((core.available(), core.waiting()), (1, 1));
+        // An online arrival queues behind it, and starts on that permit.
+        let mut online = core.acquire(Class::Online, Patience::UNLIMITED);
+        poll_ready(&mut online);
+        assert_eq!((core.available(), core.waiting()), (0, 1));
+        // With no permit free, an arrival only joins the count.
+        let mut late = core.acquire(Class::Online, Patience::UNLIMITED);
+        assert!(Pin::new(&mut late).poll(&mut cx).is_pending());
+        assert_eq!(core.waiting(), 2);
+        // The online release goes to the online waiter, not the batch one.
+        core.release(Class::Online);
+        poll_ready(&mut late);
+        assert_eq!(core.waiting(), 1);
     }
 
     #[test]
