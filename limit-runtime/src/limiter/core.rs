@@ -12,9 +12,10 @@
 //! * Once anybody waits, every newcomer queues, and every event that could
 //!   let a waiter start (a release, a resize, a new rate or reserve, a
 //!   rate timer, a waiter leaving, an arrival while a permit is free) runs
-//!   [`Core::dispatch`] under the queue lock. The dispatcher starts waiters in order (online before
-//!   batch, FIFO within a class) while a permit is free, the rate gate
-//!   allows a start now, and, for batch work, the reserve is respected.
+//!   [`Core::dispatch`] under the queue lock. The dispatcher starts
+//!   waiters in order (online before batch, FIFO within a class) while a
+//!   permit is free, the rate gate allows a start now, and, for batch
+//!   work, the reserve is respected.
 //!   Each part (the [`Queue`], the [`Gcra`] rate gate, the reserve) is a
 //!   condition the dispatcher checks; none has a code path of its own.
 //! * A waiter's own options (`wait`, `queue`) belong to its future: it
@@ -668,14 +669,11 @@ impl Waiter<'_> {
         outcome
     }
 
-    /// A queued waiter's poll: started, gave up, or still waiting (with the
-    /// time to be woken at, if any).
+    /// A queued waiter's poll past the lock-free check for a grant (see
+    /// `poll_slow`): started, gave up, or still waiting (with the time to
+    /// be woken at, if any).
     fn check(&mut self, cx: &Context<'_>) -> Result<Result<(), Refusal>, Option<Instant>> {
         let (idx, ticket, class) = (self.slot, self.ticket, self.class);
-        // Granted: known without the lock (the common wake-up).
-        if self.core.is_granted(class, ticket) {
-            return Ok(Ok(()));
-        }
         let deadline = self.deadline();
         self.core.locked(|core, q, w| {
             if !core.is_granted(class, ticket) {
