@@ -765,6 +765,25 @@ impl<'a> Future for AcquireWith<'a> {
     }
 }
 
+impl AcquireWith<'_> {
+    /// Makes the future wait again from the start, as a fresh one for the
+    /// same limiter and options would (the tower layer keeps one per
+    /// service, so that one allocation serves all its waits).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn restart(&mut self) {
+        self.waiter.restart(crate::batch::class());
+        #[cfg(feature = "tracing")]
+        {
+            self.reported = false;
+        }
+        #[cfg(feature = "redis")]
+        {
+            self.remote = backend::Remote::default();
+        }
+    }
+}
+
 impl fmt::Debug for AcquireWith<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AcquireWith")

@@ -249,7 +249,7 @@ impl<S> Layer<S> for LimitedLayer {
             at: self.at,
             permit: None,
             pending: Pending::Nothing,
-            spare: None,
+            acquire: None,
         }
     }
 }
@@ -281,16 +281,17 @@ pub struct Limited<S> {
     /// drops nothing.
     permit: Option<Permit<'static>>,
     pending: Pending,
-    /// The box of a finished wait, kept for the next one.
-    spare: Option<Box<AcquireWith<'static>>>,
+    /// The acquire future of the latest wait (boxed: most calls never
+    /// wait, and the service stays small). Kept once the wait is over and
+    /// restarted for the next one: one allocation serves every wait.
+    acquire: Option<Box<AcquireWith<'static>>>,
 }
 
 /// A call that could not start at once.
 enum Pending {
     Nothing,
-    /// In the limiter's queue (boxed: the state of every service is
-    /// moved on every call, and most calls never wait).
-    Waiting(Box<AcquireWith<'static>>),
+    /// In the limiter's queue, through `acquire`.
+    Waiting,
     /// The limiter refused; the next call fails with this (boxed: the
     /// rare case does not make every service larger).
     Refused(Box<Error>),
@@ -329,7 +330,7 @@ impl<S: Clone> Clone for Limited<S> {
             at: self.at,
             permit: None,
             pending: Pending::Nothing,
-            spare: None,
+            acquire: None,
         }
     }
 }
@@ -389,39 +390,40 @@ impl<S> Limited<S> {
         S: Service<Request>,
         S::Error: Into<BoxError>,
     {
-        loop {
-            if self.permit.is_some() {
-                return self.inner.poll_ready(cx).map_err(Into::into);
-            }
-            match &mut self.pending {
-                // Reached only just after `poll_ready`'s lock-free start
-                // failed; the acquire future's first poll tries it again.
-                Pending::Nothing => {
-                    let acquire = self.limiter.acquire_at(self.options, self.at);
-                    self.pending = Pending::Waiting(match self.spare.take() {
-                        Some(mut boxed) => {
-                            *boxed = acquire;
-                            boxed
-                        }
-                        None => Box::new(acquire),
-                    });
-                }
-                Pending::Waiting(acquire) => {
-                    let next = match Pin::new(&mut **acquire).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(permit)) => {
-                            self.permit = Some(permit);
-                            Pending::Nothing
-                        }
-                        Poll::Ready(Err(refused)) => Pending::Refused(Box::new(refused)),
-                    };
-                    if let Pending::Waiting(done) = std::mem::replace(&mut self.pending, next) {
-                        self.spare = Some(done); // its allocation serves the next wait
-                    }
-                }
+        if self.permit.is_none() {
+            let fresh = match self.pending {
+                Pending::Nothing => true,
+                Pending::Waiting => false,
                 Pending::Refused(_) => return Poll::Ready(Ok(())),
+            };
+            // A fresh wait is reached only just after `poll_ready`'s
+            // lock-free start failed; the acquire future's first poll tries
+            // it again.
+            let acquire = match &mut self.acquire {
+                Some(acquire) => {
+                    if fresh {
+                        acquire.restart();
+                    }
+                    acquire
+                }
+                none => none.insert(Box::new(self.limiter.acquire_at(self.options, self.at))),
+            };
+            match Pin::new(&mut **acquire).poll(cx) {
+                Poll::Pending => {
+                    self.pending = Pending::Waiting;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(permit)) => {
+                    self.permit = Some(permit);
+                    self.pending = Pending::Nothing;
+                }
+                Poll::Ready(Err(refused)) => {
+                    self.pending = Pending::Refused(Box::new(refused));
+                    return Poll::Ready(Ok(()));
+                }
             }
         }
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     /// `call` without a permit: the refusal `poll_ready` reported.
@@ -430,7 +432,7 @@ impl<S> Limited<S> {
     fn take_refusal(&mut self) -> Box<Error> {
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Refused(refused) => refused,
-            Pending::Nothing | Pending::Waiting(_) => {
+            Pending::Nothing | Pending::Waiting => {
                 panic!("Limited::call without poll_ready returning Ready(Ok(())) first")
             }
         }
@@ -442,7 +444,7 @@ impl<S: fmt::Debug> fmt::Debug for Limited<S> {
         let state = match (&self.permit, &self.pending) {
             (Some(_), _) => "holding a permit",
             (None, Pending::Nothing) => "idle",
-            (None, Pending::Waiting(_)) => "waiting",
+            (None, Pending::Waiting) => "waiting",
             (None, Pending::Refused(_)) => "refused",
         };
         f.debug_struct("Limited")
@@ -629,6 +631,41 @@ mod tests {
         }
         let stats = layer.limiter().stats();
         assert_eq!((stats.acquired, stats.waited, stats.active), (6, 3, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_wait_of_one_service_has_its_own_deadline_and_class() {
+        use tokio::time::{sleep, Instant};
+        use tower::ServiceExt;
+        let ms = Duration::from_millis;
+        let layer = LimitedLayer::new("tower-unit-rewait", 1).wait(ms(50));
+        let mut holder = layer.layer(Echo);
+        assert!(ready(&mut holder).is_ready());
+        let mut s = layer.layer(Echo);
+        // A batch wait that runs out: the next call fails with it.
+        let start = Instant::now();
+        crate::batch::scope(ServiceExt::<u32>::ready(&mut s))
+            .await
+            .expect("a refusal fails the call, not the service");
+        assert_eq!(start.elapsed(), ms(50));
+        let e = s.call(1).await.expect_err("the wait ran out");
+        let e = e.downcast_ref::<Error>().expect("a limit_runtime::Error");
+        assert_eq!(e.kind(), crate::ErrorKind::WaitTimeout);
+        // The next wait, online, counts its 50 ms afresh: it starts when
+        // the holder's permit passes on after 30 ms, and its old timer
+        // (due at 50 ms from the first wait's start) wakes nothing.
+        let start = Instant::now();
+        let (waited, ()) = tokio::join!(ServiceExt::<u32>::ready(&mut s), async {
+            sleep(ms(30)).await;
+            assert_eq!(respond(&mut holder, 0), 0);
+        });
+        waited.expect("the permit passed on in time");
+        assert_eq!(start.elapsed(), ms(30));
+        assert_eq!(s.call(2).await.expect("a permit"), 2);
+        let stats = layer.limiter().stats();
+        assert_eq!((stats.rejected_wait, stats.rejected_batch), (1, 1));
+        assert_eq!((stats.waited, stats.waited_batch), (1, 0));
+        assert_eq!((stats.wait_total, stats.active), (ms(30), 0));
     }
 
     #[tokio::test]
