@@ -22,9 +22,9 @@
 //!   refuses itself when the queue is too long on arrival, and leaves when
 //!   its deadline passes.
 //! * A queued call's wait is timed with tokio's clock (exact under a paused
-//!   clock): read once when it queues; its end is usually the reading of
-//!   the next caller that queued on the same thread after its grant
-//!   ([`Stamp`]).
+//!   clock): read once it has queued, after the lock; its end is usually
+//!   the reading of the next caller that queued on the same thread after
+//!   its grant ([`Stamp`]).
 //! * Fields are grouped on cache lines by who writes them (see [`Core`]).
 
 use std::future::Future;
@@ -79,14 +79,22 @@ pub(crate) struct Core {
     reserve: AtomicUsize,
     pub(crate) rate: Gcra,
     _locked: Line,
-    // Written under the queue lock (and read without it).
+    // Written under the queue lock (and read without it). One line holds
+    // the count, the lock and the queue's lists: taking the lock brings
+    // over all that a queued call or a hand-off writes, but the nodes and
+    // the grants.
+    /// Callers in the queue (mirrors the queue's length, lock-free).
+    waiting: AtomicUsize,
     queue: Mutex<Queue>,
+    _granted: Line,
+    // Written by each grant, under the lock; read without it by the woken
+    // waiter (which mostly runs next on the granting thread) and by each
+    // caller that queues. Apart from the lock, so that those reads do not
+    // pull the lock's line away from its next holder.
     /// The ticket of the latest grant, per class: a waiter whose ticket is
     /// not after it has been granted (grants go out in ticket order), which
     /// it can tell without the lock.
     granted_upto: [AtomicU32; 2],
-    /// Callers in the queue (mirrors the queue's length, lock-free).
-    waiting: AtomicUsize,
     /// Permits held by batch work now.
     batch_active: AtomicUsize,
 }
@@ -181,6 +189,7 @@ impl Core {
             waiting: AtomicUsize::new(0),
             _read: Line,
             _locked: Line,
+            _granted: Line,
             granted_upto: [AtomicU32::new(0), AtomicU32::new(0)],
             stamp: Stamp::new(),
             rate: Gcra::new(rate),
@@ -392,7 +401,10 @@ impl Core {
             self.state.fetch_add(ONE, Ordering::AcqRel);
             in_hand = false;
         }
-        q.rate_due = None;
+        // Written only when set: the line is shared with every hand-off.
+        if q.rate_due.is_some() {
+            q.rate_due = None;
+        }
         let mut now = None;
         loop {
             let class = if q.front(Class::Online).is_some() {
@@ -617,11 +629,6 @@ impl Waiter<'_> {
         let core = self.core;
         let class = self.class;
         let bound = self.patience.queue();
-        // The clock is read before locking (not in the critical section),
-        // after the grants it will stamp were seen.
-        let granted = core.granted();
-        let now = core.rate.now();
-        core.stamp.record(granted, now);
         let outcome = core.locked(|core, q, w| {
             let before = q.len();
             // Set by whoever queued first; writing the hot word again would
@@ -662,6 +669,14 @@ impl Waiter<'_> {
                 core.note_refused(&core.counters.rejected_full, self.class);
             }
             Err(rate_at) => {
+                // Queued: the wait starts now. The clock is read after the
+                // lock is released (not in the critical section, and only
+                // by a caller that waits), and after the grants it will
+                // stamp were seen: the lock's line, which holds them, is
+                // most likely still this thread's.
+                let granted = core.granted();
+                let now = core.rate.now();
+                core.stamp.record(granted, now);
                 self.since = now;
                 return Err(earliest(self.deadline(), rate_at));
             }
@@ -867,7 +882,7 @@ impl Waiter<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Class, Core, Patience, WAITED, WAIT_NS};
+    use super::{Class, Core, Patience, Queue, WAITED, WAIT_NS};
     use std::future::Future;
     use std::mem::offset_of;
     use std::pin::Pin;
@@ -974,5 +989,21 @@ mod tests {
         }
         // The plain counters are per thread, on lines of their own.
         assert!(line(offset_of!(Core, counters)) < line(offset_of!(Core, state)));
+    }
+
+    #[test]
+    fn the_lock_and_what_its_holders_write_share_one_line() {
+        use std::mem::size_of;
+        use std::sync::Mutex;
+        let first = offset_of!(Core, waiting);
+        assert_eq!(first % 64, 0);
+        // A `Mutex` keeps its data after the lock word: the queue's hot
+        // fields (all before `nodes`) end on the line the count is on.
+        let data = offset_of!(Core, queue) + size_of::<Mutex<Queue>>() - size_of::<Queue>();
+        let end = data + Queue::HOT_END;
+        assert!(end <= first + 64, "the queue's hot fields end at {end}");
+        // The grants are on a line of their own.
+        let granted = offset_of!(Core, granted_upto);
+        assert!(granted % 64 == 0 && granted >= first + 64);
     }
 }
