@@ -88,6 +88,30 @@ impl<const N: usize> Sharded<N> {
         }
     }
 
+    /// Raises counter `i` to `v` if it is lower: a running maximum, kept
+    /// per thread like the sums (read with [`max`](Sharded::max)).
+    #[inline]
+    pub(crate) fn raise(&self, i: usize, v: u64) {
+        match lease::mine() {
+            Some(s) => {
+                let c = &self.slots[s].0[i];
+                if v > c.load(Ordering::Relaxed) {
+                    c.store(v, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.shared[i].fetch_max(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counter `i` as a maximum: the largest of every slot and the shared
+    /// set.
+    pub(crate) fn max(&self, i: usize) -> u64 {
+        let slots = self.slots.iter().map(|s| s.0[i].load(Ordering::Relaxed));
+        slots.fold(self.shared[i].load(Ordering::Relaxed), u64::max)
+    }
+
     /// Counter `i`: every slot and the shared set, added up.
     pub(crate) fn sum(&self, i: usize) -> u64 {
         let slots = self.slots.iter().map(|s| s.0[i].load(Ordering::Relaxed));
@@ -224,6 +248,27 @@ mod tests {
             .unwrap();
         }
         assert_eq!(C.sum(0), (threads + 3) * ADDS);
+    }
+
+    #[test]
+    fn a_maximum_is_the_largest_value_any_thread_raised_it_to() {
+        static C: Sharded<1> = Sharded::new();
+        // More threads than slots, so the shared set takes part too; each
+        // raises to values below its own peak, before and after it.
+        let threads = 2 * SLOTS as u64 + 3;
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    for v in [t, 10 * t + 7, t / 2, 3] {
+                        C.raise(0, v);
+                    }
+                });
+            }
+        });
+        assert_eq!(C.max(0), 10 * (threads - 1) + 7);
+        // A lower value from a fresh thread changes nothing.
+        std::thread::spawn(|| C.raise(0, 1)).join().unwrap();
+        assert_eq!(C.max(0), 10 * (threads - 1) + 7);
     }
 
     #[test]

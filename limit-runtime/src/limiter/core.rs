@@ -103,10 +103,11 @@ pub(crate) struct Core {
 pub(crate) struct Counters {
     /// The counters every start bumps, per thread (no atomic
     /// read-modify-write on the hot paths): indexed by [`ACQUIRED`],
-    /// [`WAITED`], [`WAIT_NS`], [`WAITED_BATCH`] and [`WAIT_BATCH_NS`].
-    pub(crate) hot: Sharded<5>,
+    /// [`WAITED`], [`WAIT_NS`], [`WAITED_BATCH`], [`WAIT_BATCH_NS`], and
+    /// the running maximum [`WAIT_MAX_NS`] (when a queue drains, nearly
+    /// every wait is the longest yet).
+    pub(crate) hot: Sharded<6>,
     pub(crate) peak_active: AtomicUsize,
-    pub(crate) wait_max_ns: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rejected_wait: AtomicU64,
     /// The batch class's share of the refusals.
@@ -121,13 +122,14 @@ pub(crate) const WAIT_NS: usize = 2;
 /// The batch class's share of [`WAITED`] and [`WAIT_NS`].
 pub(crate) const WAITED_BATCH: usize = 3;
 pub(crate) const WAIT_BATCH_NS: usize = 4;
+/// The longest wait ([`Sharded::raise`], read with [`Sharded::max`]).
+pub(crate) const WAIT_MAX_NS: usize = 5;
 
 impl Counters {
     fn new() -> Self {
         Counters {
             hot: Sharded::new(),
             peak_active: AtomicUsize::new(0),
-            wait_max_ns: AtomicU64::new(0),
             rejected_full: AtomicU64::new(0),
             rejected_wait: AtomicU64::new(0),
             rejected_batch: AtomicU64::new(0),
@@ -276,10 +278,8 @@ impl Core {
         } else {
             c.hot.add_each([(ACQUIRED, 1), (WAITED, 1), (WAIT_NS, ns)]);
         }
+        c.hot.raise(WAIT_MAX_NS, ns);
         self.note_peak(permits(self.state.load(Ordering::Relaxed)));
-        if ns > c.wait_max_ns.load(Ordering::Relaxed) {
-            c.wait_max_ns.fetch_max(ns, Ordering::Relaxed);
-        }
     }
 
     fn note_refused(&self, counter: &AtomicU64, class: Class) {
@@ -672,8 +672,7 @@ impl Waiter<'_> {
                 // Queued: the wait starts now. The clock is read after the
                 // lock is released (not in the critical section, and only
                 // by a caller that waits), and after the grants it will
-                // stamp were seen: the lock's line, which holds them, is
-                // most likely still this thread's.
+                // stamp were seen.
                 let granted = core.granted();
                 let now = core.rate.now();
                 core.stamp.record(granted, now);

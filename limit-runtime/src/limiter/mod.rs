@@ -634,7 +634,7 @@ impl Limiter {
             peak_active: c.peak_active.load(Ordering::Relaxed),
             waited: c.hot.sum(core::WAITED),
             wait_total: Duration::from_nanos(c.hot.sum(core::WAIT_NS)),
-            wait_max: Duration::from_nanos(c.wait_max_ns.load(Ordering::Relaxed)),
+            wait_max: Duration::from_nanos(c.hot.max(core::WAIT_MAX_NS)),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rejected_wait: c.rejected_wait.load(Ordering::Relaxed),
             reserve: core.reserve(),
