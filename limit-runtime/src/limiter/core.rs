@@ -826,26 +826,6 @@ impl Waiter<'_> {
     }
 }
 
-impl Waiter<'_> {
-    /// Makes the waiter a fresh one of the same core and options, waiting
-    /// in `class`: one still queued leaves the queue first, as if dropped.
-    #[cfg(feature = "tower")]
-    #[inline]
-    pub(crate) fn restart(&mut self, class: Class) {
-        if self.slot != DONE && self.slot != NOT_QUEUED {
-            self.leave();
-        }
-        // A timer left registered would wake its last task for nothing.
-        if self.timer.is_some() {
-            self.timer = None;
-        }
-        self.since = u64::MAX;
-        self.slot = NOT_QUEUED;
-        self.ticket = 0;
-        self.class = class;
-    }
-}
-
 impl Drop for Waiter<'_> {
     #[inline]
     fn drop(&mut self) {

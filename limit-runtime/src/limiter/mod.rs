@@ -766,21 +766,17 @@ impl<'a> Future for AcquireWith<'a> {
 }
 
 impl AcquireWith<'_> {
-    /// Makes the future wait again from the start, as a fresh one for the
-    /// same limiter and options would (the tower layer keeps one per
-    /// service, so that one allocation serves all its waits).
+    /// Makes the future wait again from the start: a fresh one for the same
+    /// limiter, options and origin, built in place (the tower layer keeps
+    /// one per service, so that one allocation serves all its waits). The
+    /// old one is dropped first, as any: a queued waiter leaves the queue
+    /// and its timer goes.
     #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn restart(&mut self) {
-        self.waiter.restart(crate::batch::class());
-        #[cfg(feature = "tracing")]
-        {
-            self.reported = false;
-        }
-        #[cfg(feature = "redis")]
-        {
-            self.remote = backend::Remote::default();
-        }
+        *self = self
+            .limiter
+            .acquire_patient(self.waiter.patience(), self.origin);
     }
 }
 
