@@ -6,6 +6,14 @@
 //! queue knows nothing of permits or rates: [`Core`](super::core::Core)
 //! decides who may start and calls [`Queue::pop_front`].
 //!
+//! The slots of a drained burst are kept for the next one, so that a
+//! limiter that fills up again and again (a batch job's waves, a busy
+//! service) does not grow the vector under the lock each time, copying
+//! every slot. They are given back when a burst drains that used less
+//! than a quarter of them: the load changed. What is kept is at most 32
+//! bytes per caller of an earlier burst, each of which was a parked task
+//! many times that size.
+//!
 //! Every waiter gets a ticket, increasing within its class, so the list of
 //! a class is in ticket order and grants go out in ticket order. That lets
 //! a waiter learn that it was granted without taking the lock: the core
@@ -54,6 +62,8 @@ pub(crate) struct Queue {
     free: u32,
     /// Slots owned by a caller: queued, or granted and not yet collected.
     used: u32,
+    /// The most slots used at once since the queue last drained.
+    peak: u32,
     // Read on every operation, written only when the vector grows.
     nodes: Vec<Node>,
     /// The waiter held back by the rate alone, and when the rate next
@@ -74,6 +84,7 @@ impl Queue {
             tickets: [0; 2],
             free: NIL,
             used: 0,
+            peak: 0,
             nodes: Vec::new(),
             rate_due: None,
             rate_armed: None,
@@ -128,6 +139,9 @@ impl Queue {
         list.tail = idx;
         list.len += 1;
         self.used += 1;
+        if self.used > self.peak {
+            self.peak = self.used;
+        }
         (idx, ticket)
     }
 
@@ -190,11 +204,26 @@ impl Queue {
         n.next = self.free;
         self.free = idx;
         self.used -= 1;
-        if self.used == 0 && self.nodes.len() > 64 {
-            // The queue drained after a burst: give the memory back.
-            self.nodes.clear();
-            self.nodes.shrink_to(16);
-            self.free = NIL;
+        if self.used == 0 {
+            self.drained();
+        }
+    }
+
+    /// The queue drained: every slot is free. Keeps the memory for the
+    /// next burst, unless this one used less than a quarter of it; either
+    /// way the next burst fills the slots in order (writes only, no walk
+    /// along a free list through lines another core last wrote).
+    #[inline]
+    fn drained(&mut self) {
+        let peak = std::mem::take(&mut self.peak) as usize;
+        if self.nodes.capacity() <= 64 {
+            // A few slots: reused from the free list as they are.
+            return;
+        }
+        self.nodes.clear();
+        self.free = NIL;
+        if peak < self.nodes.capacity() / 4 {
+            self.nodes.shrink_to(peak.max(16));
         }
     }
 }
@@ -237,18 +266,54 @@ mod tests {
         assert_eq!(order(&q, Class::Batch), [b, e]);
     }
 
-    #[test]
-    fn memory_is_returned_after_a_burst() {
-        let mut q = Queue::new();
+    /// Queues `n` waiters, then lets them go: the front half granted in
+    /// order, the rest leaving from the back.
+    fn burst(q: &mut Queue, n: usize) {
         let w = Waker::noop().clone();
-        let idx: Vec<u32> = (0..100)
-            .map(|_| q.push(Class::Online, w.clone()).0)
-            .collect();
-        for i in idx {
+        let idx: Vec<u32> = (0..n).map(|_| q.push(Class::Online, w.clone()).0).collect();
+        for _ in 0..n / 2 {
+            assert!(q.pop_front(Class::Online).is_some());
+        }
+        for &i in idx[n / 2..].iter().rev() {
             q.unlink(Class::Online, i);
             q.release_slot(i);
         }
-        assert_eq!(q.len(), 0);
-        assert!(q.nodes.capacity() <= 16);
+        assert_eq!((q.len(), q.used), (0, 0));
+    }
+
+    #[test]
+    fn a_burst_keeps_its_slots_for_the_next_and_a_small_one_gives_them_back() {
+        let mut q = Queue::new();
+        burst(&mut q, 1000);
+        let (kept, capacity) = (q.nodes.as_ptr(), q.nodes.capacity());
+        assert!(capacity >= 1000, "kept for the next burst");
+        assert_eq!((q.nodes.len(), q.free), (0, NIL), "all slots free");
+        // The next burst of that size reuses them: no growth, no copy.
+        burst(&mut q, 1000);
+        assert_eq!((q.nodes.as_ptr(), q.nodes.capacity()), (kept, capacity));
+        // A burst of a quarter or more keeps them too.
+        burst(&mut q, capacity / 4);
+        assert_eq!(q.nodes.capacity(), capacity);
+        // One of less than a quarter: the load changed, the memory goes.
+        burst(&mut q, capacity / 4 - 1);
+        assert!(
+            q.nodes.capacity() < capacity / 4 + 16,
+            "{}",
+            q.nodes.capacity()
+        );
+        assert_eq!((q.nodes.len(), q.free), (0, NIL));
+        // And the queue works on from empty.
+        let (a, _) = q.push(Class::Online, Waker::noop().clone());
+        assert_eq!((a, q.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_small_queue_keeps_its_few_slots() {
+        let mut q = Queue::new();
+        burst(&mut q, 64);
+        burst(&mut q, 1);
+        assert_eq!(q.nodes.len(), 64, "not cleared");
+        // The first burst freed slot 32 last (see `burst`): reused first.
+        assert_eq!(q.free, 32);
     }
 }
