@@ -62,8 +62,6 @@ pub(crate) struct Queue {
     free: u32,
     /// Slots owned by a caller: queued, or granted and not yet collected.
     used: u32,
-    /// The most slots used at once since the queue last drained.
-    peak: u32,
     // Read on every operation, written only when the vector grows.
     nodes: Vec<Node>,
     /// The waiter held back by the rate alone, and when the rate next
@@ -84,7 +82,6 @@ impl Queue {
             tickets: [0; 2],
             free: NIL,
             used: 0,
-            peak: 0,
             nodes: Vec::new(),
             rate_due: None,
             rate_armed: None,
@@ -139,9 +136,6 @@ impl Queue {
         list.tail = idx;
         list.len += 1;
         self.used += 1;
-        if self.used > self.peak {
-            self.peak = self.used;
-        }
         (idx, ticket)
     }
 
@@ -215,11 +209,13 @@ impl Queue {
     /// along a free list through lines another core last wrote).
     #[inline]
     fn drained(&mut self) {
-        let peak = std::mem::take(&mut self.peak) as usize;
         if self.nodes.capacity() <= 64 {
             // A few slots: reused from the free list as they are.
             return;
         }
+        // A slot is appended only when none is free: since the last clear,
+        // the length is the most slots used at once.
+        let peak = self.nodes.len();
         self.nodes.clear();
         self.free = NIL;
         if peak < self.nodes.capacity() / 4 {
