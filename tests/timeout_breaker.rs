@@ -409,3 +409,57 @@ async fn breaker_declarations_that_disagree_panic_in_debug_builds() {
     );
     assert!(msg.contains(&format!("at {}:", file!())), "{msg}");
 }
+
+// Errors and conflict panics name the line each attribute is written on,
+// also when another attribute of the function expands it (here every one
+// below `#[retry]`).
+const APART: u32 = line!() + 1;
+#[retry(attempts = 1)]
+#[timeout("10ms")]
+#[circuit_breaker(name = "t-lines", min_calls = 2)]
+#[limited(name = "t-lines", max = 1, queue = 0)]
+async fn declared_apart(hold: Duration) -> Result<(), ApiError> {
+    sleep(hold).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_refusal_names_the_line_of_its_own_attribute() {
+    let at = |line: u32| format!(" at {}:{line})", file!());
+    let holder = tokio::spawn(declared_apart(Duration::from_millis(5)));
+    sleep(Duration::from_millis(1)).await;
+    let full = declared_apart(Duration::ZERO).await.unwrap_err();
+    let full = full.limit().expect("refused by the limiter").to_string();
+    assert!(full.ends_with(&at(APART + 3)), "{full}");
+    holder.await.unwrap().unwrap();
+    let late = declared_apart(Duration::from_millis(20)).await.unwrap_err();
+    let late = late.limit().expect("timed out").to_string();
+    assert!(late.ends_with(&at(APART + 1)), "{late}");
+    // One success and one timeout: half of two calls failed, so it opened.
+    let open = declared_apart(Duration::ZERO).await.unwrap_err();
+    let open = open.limit().expect("refused by the breaker");
+    assert_eq!(open.kind(), ErrorKind::CircuitOpen);
+    assert!(open.to_string().ends_with(&at(APART + 2)), "{open}");
+}
+
+#[limited(name = "t-lines-conflict", max = 1)]
+async fn declared_first() {}
+
+const SECOND: u32 = line!() + 2;
+#[retry(attempts = 1)]
+#[limited(name = "t-lines-conflict", max = 2)]
+async fn declared_second() -> Result<(), ApiError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_conflict_names_the_line_of_an_expanded_attribute() {
+    declared_first().await;
+    let err = tokio::spawn(declared_second()).await.unwrap_err();
+    let msg = err.into_panic();
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        msg.contains(&format!("max = 2 at {}:{SECOND}", file!())),
+        "{msg}"
+    );
+}

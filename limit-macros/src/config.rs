@@ -19,6 +19,20 @@ pub struct Config {
     pub coalesce: Option<Coalesce>,
     pub timeout: Option<Timeout>,
     pub breaker: Option<Breaker>,
+    /// The line each absorbed attribute is written on, when the compiler
+    /// tells (see [`Config::line`]).
+    pub lines: Vec<(Kind, u32)>,
+}
+
+impl Config {
+    /// The line the attribute `kind` is written on, if it was absorbed by
+    /// another one and the compiler gives spans' lines (Rust 1.88 and
+    /// later). The runtime records a declaration's `file:line` with
+    /// `#[track_caller]`, which sees the attribute being expanded: right
+    /// for that one, but every attribute it absorbs would get its line.
+    pub fn line(&self, kind: Kind) -> Option<u32> {
+        self.lines.iter().find(|(k, _)| *k == kind).map(|(_, l)| *l)
+    }
 }
 
 pub struct Timeout {
@@ -143,8 +157,14 @@ pub fn build(attrs: Vec<Attr>, errors: &mut Errors) -> Config {
         coalesce: None,
         timeout: None,
         breaker: None,
+        lines: Vec::new(),
     };
     for attr in attrs {
+        // Absorbed attributes have their path; line 0: not known.
+        let line = attr.span.start().line;
+        if attr.path.is_some() && line > 0 {
+            config.lines.push((attr.kind, line as u32));
+        }
         config.absorbed.extend(attr.path);
         let mut my_crate = Slot::default();
         let mut rest = Vec::new();

@@ -34,6 +34,7 @@ use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 
 use crate::config::{Adaptive, Breaker, Coalesce, Config, Limited, Retry, Timeout};
+use crate::item::Kind;
 
 pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     let k = &config.krate;
@@ -42,16 +43,31 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // Held for the body's run; invisible to the body (mixed-site hygiene).
     let permit = Ident::new("__limit_permit", Span::mixed_site());
     if let Some(l) = &config.limited {
-        statics.extend(limited_static(k, l, &fn_name));
+        statics.extend(limited_static(
+            k,
+            l,
+            &fn_name,
+            declared_at(config, Kind::Limited),
+        ));
     }
 
     let timeout = config.timeout.as_ref();
     let breaker = config.breaker.as_ref();
     if let Some(t) = timeout {
-        statics.extend(timeout_static(k, t, &fn_name));
+        statics.extend(timeout_static(
+            k,
+            t,
+            &fn_name,
+            declared_at(config, Kind::Timeout),
+        ));
     }
     if let Some(b) = breaker {
-        statics.extend(breaker_static(k, b, &fn_name));
+        statics.extend(breaker_static(
+            k,
+            b,
+            &fn_name,
+            declared_at(config, Kind::CircuitBreaker),
+        ));
     }
 
     // Without retry, coalesce, timeout or breaker, the body runs inline
@@ -258,7 +274,17 @@ fn mentions_impl_trait(ty: &Type) -> bool {
     finder.0
 }
 
-fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
+/// `.declared_at(file!(), line)` for an attribute that another one
+/// absorbed (see [`Config::line`]); nothing for the one being expanded,
+/// whose constructor records its own place.
+fn declared_at(config: &Config, kind: Kind) -> TokenStream {
+    match config.line(kind) {
+        Some(line) => quote!(.declared_at(::core::file!(), #line)),
+        None => TokenStream::new(),
+    }
+}
+
+fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str, at: TokenStream) -> TokenStream {
     let label = fn_path(fn_name);
     let decl = match (&l.max, &l.name) {
         // Spanned at `max`, so a constant that fails the runtime's
@@ -302,7 +328,7 @@ fn limited_static(k: &syn::Path, l: &Limited, fn_name: &str) -> TokenStream {
         options.extend(quote!(.queue(#queue)));
     }
     quote! {
-        static __LIMITED: #k::StaticLimiter = #decl #options;
+        static __LIMITED: #k::StaticLimiter = #decl #options #at;
     }
 }
 
@@ -357,7 +383,7 @@ fn permit_step(
     }
 }
 
-fn timeout_static(k: &syn::Path, t: &Timeout, fn_name: &str) -> TokenStream {
+fn timeout_static(k: &syn::Path, t: &Timeout, fn_name: &str, at: TokenStream) -> TokenStream {
     let label = fn_path(fn_name);
     let mut calls = TokenStream::new();
     if let Some(d) = t.attempt {
@@ -369,11 +395,11 @@ fn timeout_static(k: &syn::Path, t: &Timeout, fn_name: &str) -> TokenStream {
         calls.extend(quote!(.total(#d)));
     }
     quote! {
-        static __TIMEOUT: #k::StaticTimeout = #k::StaticTimeout::new(#label)#calls;
+        static __TIMEOUT: #k::StaticTimeout = #k::StaticTimeout::new(#label)#calls #at;
     }
 }
 
-fn breaker_static(k: &syn::Path, b: &Breaker, fn_name: &str) -> TokenStream {
+fn breaker_static(k: &syn::Path, b: &Breaker, fn_name: &str, at: TokenStream) -> TokenStream {
     let name = match &b.name {
         Some(n) => n.to_token_stream(),
         None => fn_path(fn_name),
@@ -399,7 +425,7 @@ fn breaker_static(k: &syn::Path, b: &Breaker, fn_name: &str) -> TokenStream {
     }
     quote! {
         static __BREAKER: #k::StaticBreaker =
-            #k::StaticBreaker::new(#name, #k::BreakerConfig::new()#calls);
+            #k::StaticBreaker::new(#name, #k::BreakerConfig::new()#calls) #at;
     }
 }
 

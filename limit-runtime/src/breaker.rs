@@ -624,6 +624,16 @@ impl StaticBreaker {
         }
     }
 
+    /// Overrides where the declaration is said to be written (by default,
+    /// where [`new`](StaticBreaker::new) is called): `#[timeout]` and
+    /// `#[circuit_breaker]` expanded by another attribute of the function
+    /// give their own line.
+    pub const fn declared_at(mut self, file: &'static str, line: u32) -> Self {
+        self.file = file;
+        self.line = line;
+        self
+    }
+
     /// The breaker, created or looked up on first use.
     ///
     /// # Panics

@@ -48,6 +48,16 @@ impl StaticTimeout {
         }
     }
 
+    /// Overrides where the declaration is said to be written (by default,
+    /// where [`new`](StaticTimeout::new) is called): `#[timeout]` and
+    /// `#[circuit_breaker]` expanded by another attribute of the function
+    /// give their own line.
+    pub const fn declared_at(mut self, file: &'static str, line: u32) -> Self {
+        self.file = file;
+        self.line = line;
+        self
+    }
+
     /// Each attempt's body is dropped after this long.
     pub const fn attempt(mut self, d: Duration) -> Self {
         self.attempt = Some(d);

@@ -29,11 +29,13 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::core::concat!(::core::module_path!(), "::get_user"),
         )
         .attempt(::core::time::Duration::from_secs(2u64))
-        .total(::core::time::Duration::from_secs(10u64));
+        .total(::core::time::Duration::from_secs(10u64))
+        .declared_at(::core::file!(), 21u32);
     static __BREAKER: ::limit_runtime::StaticBreaker = ::limit_runtime::StaticBreaker::new(
-        "users",
-        ::limit_runtime::BreakerConfig::new().min_calls(10),
-    );
+            "users",
+            ::limit_runtime::BreakerConfig::new().min_calls(10),
+        )
+        .declared_at(::core::file!(), 23u32);
     static __RETRY: ::limit_runtime::retry::StaticRetry = {
         static __COUNTERS: ::limit_runtime::retry::RetryCounters = ::limit_runtime::retry::RetryCounters::new();
         ::limit_runtime::retry::StaticRetry::new(
