@@ -2,8 +2,8 @@
 //! forced openings and time steps behaves like a small reference model of
 //! the state machine, step by step.
 //!
-//! The model counts the window the documented way (ten buckets of
-//! `window / 10`; the current one and the nine before it), so the two agree
+//! The model counts the window the documented way (a hundred buckets of
+//! `window / 100`; the current one and the 99 before it), so the two agree
 //! exactly, also at bucket boundaries.
 
 use std::collections::BTreeMap;
@@ -106,14 +106,14 @@ impl Model {
         if self.state != BreakerState::Closed {
             return;
         }
-        let bucket = (self.config.2 / 10).max(1);
+        let bucket = (self.config.2 / 100).max(1);
         let slot = now / bucket;
         let e = self.buckets.entry(slot).or_insert((0, 0));
         e.0 += 1;
         e.1 += u64::from(failed);
         let (calls, fails) = self
             .buckets
-            .range(slot.saturating_sub(9)..=slot)
+            .range(slot.saturating_sub(99)..=slot)
             .fold((0, 0), |(c, f), (_, (bc, bf))| (c + bc, f + bf));
         if calls >= self.config.1 && fails as f64 >= self.config.0 * calls as f64 {
             self.enter(BreakerState::Open, now);

@@ -107,7 +107,9 @@ impl BreakerConfig {
         self
     }
 
-    /// The sliding time window the failure rate is measured over.
+    /// The sliding time window the failure rate is measured over. It is
+    /// counted in a hundred steps: an outcome counts until it is between
+    /// 99 % and 100 % of `window` old, never longer.
     pub const fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -126,8 +128,11 @@ impl BreakerConfig {
     }
 }
 
-/// Buckets of the sliding window.
-const BUCKETS: usize = 10;
+/// Buckets of the sliding window. An outcome counts until it is `window`
+/// old, or up to `window / BUCKETS` less: time is counted in buckets of
+/// `window / BUCKETS`, and a bucket leaves the window whole, when its start
+/// is `window` old.
+const BUCKETS: usize = 100;
 
 struct Machine {
     state: BreakerState,
@@ -181,6 +186,13 @@ struct Inner {
     /// bucket is current; everything else goes through the lock.
     slots: [AtomicU64; BUCKETS],
     counts: [AtomicU64; BUCKETS],
+    /// The sums of the buckets in the window ending at `head`, kept as
+    /// outcomes come in and buckets leave (no sum over the buckets per
+    /// call).
+    window_calls: AtomicU64,
+    window_failures: AtomicU64,
+    /// The newest slot the window was slid to (under the lock).
+    head: AtomicU64,
     /// `BreakerState` as a number, readable without the lock.
     state: AtomicU8,
     machine: Mutex<Machine>,
@@ -208,7 +220,7 @@ impl Breaker {
         let now = Instant::now();
         let bucket_ns = u64::try_from((config.window / BUCKETS as u32).as_nanos())
             .unwrap_or(u64::MAX)
-            .max(1_000_000);
+            .max(1);
         Breaker {
             inner: Arc::new(Inner {
                 name: name.into(),
@@ -217,6 +229,9 @@ impl Breaker {
                 bucket_ns,
                 slots: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
                 counts: std::array::from_fn(|_| AtomicU64::new(0)),
+                window_calls: AtomicU64::new(0),
+                window_failures: AtomicU64::new(0),
+                head: AtomicU64::new(0),
                 state: AtomicU8::new(0),
                 machine: Mutex::new(Machine {
                     state: BreakerState::Closed,
@@ -290,8 +305,8 @@ impl Breaker {
         match to {
             BreakerState::Open => m.opened_at = now,
             BreakerState::Closed => {
-                for s in &self.inner.slots {
-                    s.store(u64::MAX, Ordering::Relaxed);
+                for j in 0..BUCKETS {
+                    self.empty(j);
                 }
             }
             BreakerState::HalfOpen => {}
@@ -402,14 +417,20 @@ impl Breaker {
             let now = Instant::now();
             let slot = self.slot(now);
             let i = (slot % BUCKETS as u64) as usize;
+            // A current bucket was claimed under the lock after the window
+            // was slid to its slot: the window's sums are up to date.
             if self.inner.slots[i].load(Ordering::Acquire) == slot
                 && self.inner.state.load(Ordering::Acquire) == 0
             {
                 self.inner.counts[i].fetch_add(1 << 32, Ordering::Relaxed);
-                if self.should_open(slot) {
+                self.inner.window_calls.fetch_add(1, Ordering::Relaxed);
+                if self.should_open() {
                     let mut m = self.lock();
-                    if m.state == BreakerState::Closed && self.should_open(slot) {
-                        self.enter(&mut m, BreakerState::Open, now);
+                    if m.state == BreakerState::Closed {
+                        self.slide(slot);
+                        if self.should_open() {
+                            self.enter(&mut m, BreakerState::Open, now);
+                        }
                     }
                 }
                 return;
@@ -418,23 +439,44 @@ impl Breaker {
         self.record_locked(generation, failed);
     }
 
-    /// Whether the window ending at `slot` calls for opening.
-    fn should_open(&self, slot: u64) -> bool {
-        let (slots, counts) = (&self.inner.slots, &self.inner.counts);
-        let oldest = slot.saturating_sub(BUCKETS as u64 - 1);
-        let (calls, failures) = (0..BUCKETS)
-            .filter(|&j| {
-                let s = slots[j].load(Ordering::Acquire);
-                s != u64::MAX && s >= oldest && s <= slot
-            })
-            .map(|j| counts[j].load(Ordering::Relaxed))
-            .fold((0u64, 0u64), |(c, f), packed| {
-                (c + (packed >> 32), f + (packed & 0xFFFF_FFFF))
-            });
+    /// Whether the window's outcomes call for opening.
+    fn should_open(&self) -> bool {
+        let calls = self.inner.window_calls.load(Ordering::Relaxed);
+        let failures = self.inner.window_failures.load(Ordering::Relaxed);
         let config = &self.inner.config;
         failures > 0
             && calls >= u64::from(config.min_calls)
             && failures as f64 >= config.failure_rate * calls as f64
+    }
+
+    /// Slides the window to end at `slot`: the buckets whose start is a
+    /// window old or older leave it, and their counts leave its sums. Under
+    /// the lock; does nothing unless `slot` is newer than the last slide.
+    fn slide(&self, slot: u64) {
+        let inner = &self.inner;
+        if slot <= inner.head.load(Ordering::Relaxed) {
+            return;
+        }
+        inner.head.store(slot, Ordering::Relaxed);
+        for (j, s) in inner.slots.iter().enumerate() {
+            let at = s.load(Ordering::Relaxed);
+            if at != u64::MAX && at.saturating_add(BUCKETS as u64) <= slot {
+                self.empty(j);
+            }
+        }
+    }
+
+    /// Frees bucket `j`, taking its counts out of the window's sums. The
+    /// counts are taken, not zeroed: a lock-free success that raced a
+    /// `reset` and landed after it leaves its bucket and the sums agreeing.
+    fn empty(&self, j: usize) {
+        let inner = &self.inner;
+        inner.slots[j].store(u64::MAX, Ordering::Relaxed);
+        let gone = inner.counts[j].swap(0, Ordering::Relaxed);
+        inner.window_calls.fetch_sub(gone >> 32, Ordering::Relaxed);
+        inner
+            .window_failures
+            .fetch_sub(gone & 0xFFFF_FFFF, Ordering::Relaxed);
     }
 
     #[cold]
@@ -450,14 +492,24 @@ impl Breaker {
                     return; // a call admitted before the breaker opened
                 }
                 let slot = self.slot(now);
-                let i = (slot % BUCKETS as u64) as usize;
-                let (slots, counts) = (&self.inner.slots, &self.inner.counts);
-                if slots[i].load(Ordering::Acquire) != slot {
-                    counts[i].store(0, Ordering::Relaxed);
-                    slots[i].store(slot, Ordering::Release);
+                self.slide(slot);
+                let inner = &self.inner;
+                if slot.saturating_add(BUCKETS as u64) <= inner.head.load(Ordering::Relaxed) {
+                    return; // read the time long before the lock: out of the window
                 }
-                counts[i].fetch_add((1 << 32) | u64::from(failed), Ordering::Relaxed);
-                if self.should_open(slot) {
+                let i = (slot % BUCKETS as u64) as usize;
+                if inner.slots[i].load(Ordering::Acquire) != slot {
+                    // Free (its last slot left the window in the slide),
+                    // or holding what a success that raced a reset left.
+                    self.empty(i);
+                    inner.slots[i].store(slot, Ordering::Release);
+                }
+                inner.counts[i].fetch_add((1 << 32) | u64::from(failed), Ordering::Relaxed);
+                inner.window_calls.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .window_failures
+                    .fetch_add(u64::from(failed), Ordering::Relaxed);
+                if self.should_open() {
                     self.enter(&mut m, BreakerState::Open, now);
                 }
             }
@@ -727,6 +779,80 @@ mod tests {
             b.admit().unwrap().failure();
         }
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outcomes_count_until_they_are_nearly_a_window_old_and_not_after() {
+        use tokio::time::sleep;
+        let config = BreakerConfig::new()
+            .min_calls(4)
+            .window(Duration::from_secs(30));
+        let b = fresh(config);
+        b.admit().unwrap().success(); // t = 0
+        sleep(Duration::from_millis(2_900)).await;
+        b.admit().unwrap().failure();
+        b.admit().unwrap().failure(); // t = 2.9 s
+        sleep(Duration::from_millis(27_600)).await;
+        // t = 30.5 s: the success has left, both failures are 27.6 s old.
+        b.admit().unwrap().failure();
+        assert_eq!(b.state(), BreakerState::Closed, "3 calls of min_calls 4");
+        b.admit().unwrap().failure();
+        assert_eq!(b.state(), BreakerState::Open, "4 failures in the window");
+
+        // An outcome in the middle of a bucket (0.3 s here) counts until it
+        // is at least 29.7 s old, and never once it is 30 s old.
+        let b = fresh(config);
+        sleep(Duration::from_millis(150)).await;
+        for _ in 0..3 {
+            b.admit().unwrap().failure();
+        }
+        sleep(Duration::from_millis(29_550)).await; // 29.55 s old
+        b.admit().unwrap().failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        let b = fresh(config);
+        for _ in 0..3 {
+            b.admit().unwrap().failure();
+        }
+        sleep(Duration::from_secs(30)).await; // exactly a window old
+        b.admit().unwrap().failure();
+        assert_eq!(b.state(), BreakerState::Closed, "1 call in the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_sums_follow_successes_failures_slides_and_resets() {
+        use tokio::time::sleep;
+        let b = fresh(
+            BreakerConfig::new()
+                .min_calls(1000)
+                .window(Duration::from_secs(1)),
+        );
+        let sums = |b: &Breaker| {
+            let i = &b.inner;
+            let (calls, failures) = i.counts.iter().fold((0, 0), |(c, f), n| {
+                let n = n.load(Ordering::Relaxed);
+                (c + (n >> 32), f + (n & 0xFFFF_FFFF))
+            });
+            assert_eq!(calls, i.window_calls.load(Ordering::Relaxed));
+            assert_eq!(failures, i.window_failures.load(Ordering::Relaxed));
+            (calls, failures)
+        };
+        for step in 0..250u64 {
+            b.admit().unwrap().finish(step % 7 == 0);
+            if step % 3 == 0 {
+                sleep(Duration::from_millis(7)).await;
+            }
+            sums(&b);
+        }
+        // 250 calls over 581 ms, all in the window.
+        assert_eq!(sums(&b), (250, 36));
+        sleep(Duration::from_millis(700)).await;
+        let (calls, _) = sums(&b);
+        assert_eq!(calls, 250, "nothing slid yet: no outcome since");
+        b.admit().unwrap().success(); // slides: what is older than 1 s left
+        let (calls, _) = sums(&b);
+        assert!(calls < 250 && calls > 1, "{calls}");
+        b.reset();
+        assert_eq!(sums(&b), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]
