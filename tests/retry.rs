@@ -422,3 +422,45 @@ async fn impl_trait_in_the_return_type_works() {
     assert_eq!(opaque_output(&n).await.unwrap().to_string(), "42");
     assert_eq!(n.load(Ordering::SeqCst), 2);
 }
+
+static REPORTED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+
+fn report(_: &ApiError, _: u32, delay: Duration) {
+    REPORTED.lock().unwrap().push(delay);
+}
+
+#[retry(attempts = 6, initial = "75ms", multiplier = 3, jitter = "full", on_retry = report)]
+async fn reported_full(s: &Script) -> Result<u32, ApiError> {
+    s.attempt(100, ApiError::Transient)
+}
+
+#[retry(attempts = 6, initial = "75ms", multiplier = 3, jitter = "equal", on_retry = report)]
+async fn reported_equal(s: &Script) -> Result<u32, ApiError> {
+    s.attempt(100, ApiError::Transient)
+}
+
+#[retry(attempts = 6, initial = "75ms", jitter = "decorrelated", on_retry = report)]
+async fn reported_decorrelated(s: &Script) -> Result<u32, ApiError> {
+    s.attempt(100, ApiError::Transient)
+}
+
+/// Random delays are drawn in tokio's timer resolution: what `on_retry`
+/// is told is exactly what is slept (a delay drawn in nanoseconds would be
+/// slept rounded up to the next millisecond).
+#[tokio::test(start_paused = true)]
+async fn a_jittered_delay_is_slept_exactly_as_on_retry_reports_it() {
+    for round in 0..30 {
+        for kind in 0..3 {
+            REPORTED.lock().unwrap().clear();
+            let s = Script::default();
+            let _ = match kind {
+                0 => reported_full(&s).await,
+                1 => reported_equal(&s).await,
+                _ => reported_decorrelated(&s).await,
+            };
+            let reported = REPORTED.lock().unwrap().clone();
+            assert_eq!(reported.len(), 5);
+            assert_eq!(s.gaps(), reported, "round {round}, kind {kind}");
+        }
+    }
+}

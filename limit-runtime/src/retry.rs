@@ -83,6 +83,10 @@ impl Drop for Sleep {
 }
 
 /// How the delay before a retry is randomised around the base delay.
+///
+/// Random delays are drawn in whole milliseconds whenever their range holds
+/// one (tokio's timer sleeps in whole milliseconds), so the delay
+/// `on_retry` is given is the delay slept, also under a paused clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Jitter {
     /// The base delay, exactly.
@@ -319,11 +323,20 @@ pub struct Builtin {
     previous: Option<Duration>,
 }
 
+/// A delay drawn uniformly in `[lo, hi]`: in whole milliseconds when the
+/// range holds one, since tokio's timer sleeps in whole milliseconds (a
+/// drawn 1.3243 s would be slept as 1.325 s, and the delay `on_retry` was
+/// told would not be the one slept, even under a paused clock).
 fn uniform(lo: Duration, hi: Duration) -> Duration {
+    const MS: u64 = 1_000_000;
     let lo_ns = u64::try_from(lo.as_nanos()).unwrap_or(u64::MAX);
     let hi_ns = u64::try_from(hi.as_nanos()).unwrap_or(u64::MAX);
     if hi_ns <= lo_ns {
         return lo;
+    }
+    let (lo_ms, hi_ms) = (lo_ns.div_ceil(MS), hi_ns / MS);
+    if lo_ms <= hi_ms {
+        return Duration::from_millis(fastrand::u64(lo_ms..=hi_ms));
     }
     Duration::from_nanos(fastrand::u64(lo_ns..=hi_ns))
 }
@@ -334,10 +347,7 @@ impl Schedule for Builtin {
         let delay = match p.jitter {
             Jitter::None => base,
             Jitter::Full => uniform(Duration::ZERO, base),
-            Jitter::Equal => {
-                let half = base / 2;
-                half + uniform(Duration::ZERO, base - half)
-            }
+            Jitter::Equal => uniform(base / 2, base),
             Jitter::Decorrelated => {
                 let lo = p.initial.min(p.max_delay);
                 let previous = self.previous.unwrap_or(p.initial);
