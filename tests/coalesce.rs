@@ -170,6 +170,97 @@ async fn each_instantiation_of_a_generic_function_has_its_own_group() {
     assert_eq!(GENERIC_RUNS.load(Ordering::SeqCst), 2);
 }
 
+// Instantiations the function's own generics do not show: an associated
+// function of a generic impl, a trait's default method without receiver,
+// const parameters of any type, and `impl Trait` arguments.
+struct Maker<T>(std::marker::PhantomData<T>);
+
+impl<T> Maker<T> {
+    #[coalesce]
+    async fn make(id: u32) -> String {
+        tokio::task::yield_now().await;
+        format!("{id}:{}", std::any::type_name::<T>())
+    }
+}
+
+trait Loader {
+    const NAME: &'static str;
+
+    #[coalesce]
+    async fn load(id: u32) -> String {
+        tokio::task::yield_now().await;
+        format!("{id}:{}", Self::NAME)
+    }
+}
+
+impl Loader for Db {
+    const NAME: &'static str = "db";
+}
+impl Loader for Cache {
+    const NAME: &'static str = "cache";
+}
+
+#[coalesce]
+async fn flagged<const ON: bool>(id: u32) -> (u32, bool) {
+    tokio::task::yield_now().await;
+    (id, ON)
+}
+
+#[coalesce(key = id)]
+async fn shown(id: u32, what: impl std::fmt::Display) -> String {
+    tokio::task::yield_now().await;
+    format!("{id}:{what}")
+}
+
+#[tokio::test]
+async fn instantiations_of_an_impl_a_trait_a_const_or_an_impl_trait_do_not_share() {
+    let (a, b, c) = tokio::join!(
+        Maker::<u8>::make(1),
+        Maker::<u16>::make(1),
+        Maker::<u8>::make(1)
+    );
+    assert_eq!(
+        (a.as_str(), b.as_str(), c.as_str()),
+        ("1:u8", "1:u16", "1:u8")
+    );
+    let (a, b) = tokio::join!(Db::load(2), Cache::load(2));
+    assert_eq!((a.as_str(), b.as_str()), ("2:db", "2:cache"));
+    let (a, b) = tokio::join!(flagged::<true>(3), flagged::<false>(3));
+    assert_eq!((a, b), ((3, true), (3, false)));
+    let (a, b, c) = tokio::join!(shown(4, "x"), shown(4, 2.5), shown(4, "y"));
+    assert_eq!((a.as_str(), b.as_str()), ("4:x", "4:2.5"));
+    assert_eq!(c, "4:x", "same instantiation and key: shared");
+}
+
+static PAIR_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Span {
+    from: u32,
+    to: u32,
+}
+
+/// Destructured arguments are part of the default key, whole.
+#[coalesce]
+async fn pair((a, b): (u32, u32), Span { from, to }: Span) -> u32 {
+    PAIR_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    a * 1000 + b * 100 + from * 10 + to
+}
+
+#[tokio::test]
+async fn destructured_arguments_are_part_of_the_default_key() {
+    let span = |from, to| Span { from, to };
+    let (x, y, z, w) = tokio::join!(
+        pair((1, 2), span(3, 4)),
+        pair((5, 6), span(3, 4)),
+        pair((1, 2), span(7, 8)),
+        pair((1, 2), span(3, 4)),
+    );
+    assert_eq!((x, y, z, w), (1234, 5634, 1278, 1234));
+    assert_eq!(PAIR_RUNS.load(Ordering::SeqCst), 3);
+}
+
 async fn slow(id: u32, gate: Arc<Notify>, fail: bool, runs: Arc<AtomicUsize>) -> u32 {
     runs.fetch_add(1, Ordering::SeqCst);
     gate.notified().await;

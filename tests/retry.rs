@@ -464,3 +464,30 @@ async fn a_jittered_delay_is_slept_exactly_as_on_retry_reports_it() {
         }
     }
 }
+
+static LENGTHS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// The attempt changes its copy of the argument: the next one must not
+/// see it.
+#[retry(attempts = 3, initial = "1ms", jitter = "none")]
+async fn destructured(
+    (mut items, limit): (Vec<u32>, usize),
+    &(x, _): &(u32, u32),
+) -> Result<usize, ApiError> {
+    items.push(x);
+    LENGTHS.lock().unwrap().push(items.len());
+    if items.len() > limit {
+        Ok(items.len())
+    } else {
+        Err(ApiError::Transient)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_a_fresh_copy_of_a_destructured_argument() {
+    assert_eq!(
+        destructured((vec![1], 5), &(7, 8)).await,
+        Err(ApiError::Transient)
+    );
+    assert_eq!(*LENGTHS.lock().unwrap(), [2, 2, 2]);
+}

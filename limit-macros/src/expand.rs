@@ -31,7 +31,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
+use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 
 use crate::config::{Adaptive, Breaker, Coalesce, Config, Limited, Retry, Timeout};
 use crate::item::Kind;
@@ -103,6 +103,10 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
     // retry, each attempt gets fresh clones of the owned arguments and
     // reborrows of the `&mut` ones, which its body then owns; if an
     // argument cannot be handed over that way, the body borrows them all.
+    let default_key = config.coalesce.as_ref().is_some_and(|c| c.key.is_none());
+    if default_key || (config.retry.is_some() && config.coalesce.is_none()) {
+        name_patterns(&mut f);
+    }
     let move_kw = config.retry.is_none().then(|| quote!(move));
     let (clones, attempt_owns) = match &config.retry {
         Some(_) => fresh_clones(k, &mut f),
@@ -205,7 +209,6 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
             static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::named(#name);
         });
         let key = coalesce_key(k, c, &f);
-        let marker = instantiation_marker(&f);
         // One mistake, one error, at the user's token: the output is
         // checked at the return type, each key part at its argument and a
         // `key` expression where it is written. What they return satisfies
@@ -220,7 +223,10 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
                 let __limit_out = async #move_kw { #body }.await;
                 #out
             });
-            __COALESCE.run::<#marker, _, _>(__limit_key, __limit_call).await.into_inner()
+            // The closure's type names this instantiation of the function.
+            #k::__private::coalesce_run(&__COALESCE, &|| (), __limit_key, __limit_call)
+                .await
+                .into_inner()
         });
     }
 
@@ -609,6 +615,37 @@ fn fresh_clones(k: &syn::Path, f: &mut ItemFn) -> (TokenStream, bool) {
     (out, owns)
 }
 
+/// Gives each destructured argument (`(a, b): (u32, u32)`) a name of its
+/// own, hygienic (`arg0`, ... in rustdoc; the body cannot see it), and
+/// destructures it as the body's first statement instead: the default
+/// `#[coalesce]` key then holds the whole argument, and `#[retry]` gives
+/// each attempt a fresh clone of it, as for any argument. Not done under a
+/// `key = ...` expression, which may name the pattern's bindings.
+fn name_patterns(f: &mut ItemFn) {
+    let mut lets = Vec::new();
+    for (i, arg) in f.sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(pt) = arg else { continue };
+        match &*pt.pat {
+            Pat::Wild(_) => continue,
+            Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => continue,
+            _ => {}
+        }
+        let name = Ident::new(&format!("arg{i}"), Span::mixed_site());
+        let pat = std::mem::replace(
+            &mut *pt.pat,
+            Pat::Ident(PatIdent {
+                attrs: Vec::new(),
+                by_ref: None,
+                mutability: None,
+                ident: name.clone(),
+                subpat: None,
+            }),
+        );
+        lets.push(syn::parse_quote!(let #pat = #name;));
+    }
+    f.block.stmts.splice(0..0, lets);
+}
+
 fn retry_loop(
     k: &syn::Path,
     r: &Retry,
@@ -703,34 +740,6 @@ fn coalesce_key(k: &syn::Path, c: &Coalesce, f: &ItemFn) -> TokenStream {
                     quote_spanned!(span=> #k::__private::key_part(&#ident))
                 });
             }
-        }
-    }
-    quote!((#(#parts,)*))
-}
-
-/// A type naming this instantiation of the function: its type and const
-/// parameters and, for methods, `Self`. Lifetimes are erased at run time
-/// and play no part.
-fn instantiation_marker(f: &ItemFn) -> TokenStream {
-    let mut parts = Vec::new();
-    if f.sig.receiver().is_some() {
-        parts.push(quote!(*const Self));
-    }
-    for p in &f.sig.generics.params {
-        match p {
-            GenericParam::Type(t) => {
-                let id = &t.ident;
-                parts.push(quote!(*const #id));
-            }
-            GenericParam::Const(c) => {
-                let id = &c.ident;
-                if let Type::Path(tp) = &c.ty {
-                    if tp.path.is_ident("usize") {
-                        parts.push(quote!([(); #id]));
-                    }
-                }
-            }
-            GenericParam::Lifetime(_) => {}
         }
     }
     quote!((#(#parts,)*))

@@ -381,9 +381,13 @@ pub use limit_macros::limited;
 /// receiver are reused, so `&mut self` and `&mut` arguments work. The
 /// attempt's body owns its clones (an `async move` block, with `&mut`
 /// arguments reborrowed), so its future holds their values rather than
-/// pointers to them; a destructuring pattern or a receiver taken by value
-/// or by `&mut` makes it borrow them instead. Sleeps use tokio's timer, so
-/// tests under `#[tokio::test(start_paused = true)]` are exact and instant.
+/// pointers to them. A destructured argument (`(a, b): (u32, u32)`) is
+/// cloned whole and destructured in each attempt (rustdoc then shows it as
+/// `arg0`, ...), except beside a `#[coalesce(key = ...)]`, whose expression
+/// may name the pattern's bindings: there, and for a receiver taken by
+/// value or by `&mut`, the attempt borrows the arguments instead. Sleeps
+/// use tokio's timer, so tests under `#[tokio::test(start_paused = true)]`
+/// are exact and instant.
 /// Dropping the call during a sleep or an attempt cancels it: nothing keeps
 /// running. With `#[limited]` on the same function, each attempt takes its
 /// own permit and gives it back before the sleep, whatever order the
@@ -461,16 +465,17 @@ pub use limit_macros::retry;
 ///
 /// | option | meaning |
 /// |---|---|
-/// | `key` | An expression over the arguments giving the key (`Hash + Eq + Send + Sync + 'static`). Default: every argument but the receiver, owned (`&str` becomes `String`, `&T` becomes `T::to_owned()`), plus, for methods, the receiver's address (for `self: Arc<Self>` the shared value's), so calls on two instances never share. |
+/// | `key` | An expression over the arguments giving the key (`Hash + Eq + Send + Sync + 'static`). Default: every argument but the receiver, owned (`&str` becomes `String`, `&T` becomes `T::to_owned()`; a destructured argument whole, so its type must be hashable too, and rustdoc shows it as `arg0`, ...), plus, for methods, the receiver's address (for `self: Arc<Self>` the shared value's), so calls on two instances never share. |
 /// | `crate` | Where the runtime is, if renamed or re-exported (default `::limit_runtime`). |
 ///
 /// While a call with key `K` runs, every other call of the same function
 /// with an equal key waits and receives a clone of its output: the output
 /// must be `Clone` (wrap it in `Arc`). Nothing is kept once the call
 /// completes. Different functions never share, and each instantiation of a
-/// generic function has its own group (type and `usize` const parameters,
-/// and `Self` for methods, tell instantiations apart; `impl Trait` argument
-/// types do not). The key is computed before the body starts: a `key`
+/// generic function has its own group: its type and const parameters,
+/// `impl Trait` argument types, and the generics of its `impl` block or
+/// trait (`Self` included, also without a receiver) all tell
+/// instantiations apart. The key is computed before the body starts: a `key`
 /// expression that moves an argument leaves the body without it, so clone
 /// what the body still needs.
 ///
@@ -757,6 +762,28 @@ pub mod __private {
             value,
             clone: T::clone,
         }
+    }
+
+    /// Runs a `#[coalesce]` call in the group of the instantiation that
+    /// `marker` names: a closure written in the function, whose type is
+    /// distinct for every instantiation of it (its own type and const
+    /// parameters, `impl Trait` arguments, and those of its `impl` block or
+    /// trait, `Self` included), which a macro cannot list from the
+    /// function alone.
+    #[inline]
+    pub fn coalesce_run<M, K, F>(
+        group: &'static crate::coalesce::StaticGroup,
+        marker: &M,
+        key: K,
+        fut: F,
+    ) -> impl core::future::Future<Output = F::Output>
+    where
+        K: crate::coalesce::CoalesceKey,
+        F: core::future::Future,
+        F::Output: crate::coalesce::SharedOutput,
+    {
+        let _ = marker;
+        group.run::<M, K, F>(key, fut)
     }
 
     /// The address of the receiver: calls on two instances never share.

@@ -84,7 +84,14 @@ pub async fn get_user(id: u64) -> Result<std::sync::Arc<String>, ApiError> {
             ::limit_runtime::__private::TimeoutResult::refused(__limit_err) } } } } .
             await; ::limit_runtime::__private::shared(__limit_out) }
         );
-        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await.into_inner()
+        ::limit_runtime::__private::coalesce_run(
+                &__COALESCE,
+                &|| (),
+                __limit_key,
+                __limit_call,
+            )
+            .await
+            .into_inner()
     }
 }
 fn main() {}

@@ -54,7 +54,14 @@ pub async fn fetch_addresses(
             ::limit_runtime::retry::sleep(__limit_delay). await; } } } . await;
             ::limit_runtime::__private::shared(__limit_out) }
         );
-        __COALESCE.run::<(), _, _>(__limit_key, __limit_call).await.into_inner()
+        ::limit_runtime::__private::coalesce_run(
+                &__COALESCE,
+                &|| (),
+                __limit_key,
+                __limit_call,
+            )
+            .await
+            .into_inner()
     }
 }
 fn main() {}

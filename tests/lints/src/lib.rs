@@ -380,6 +380,27 @@ impl LocalBoxed for Client {
     }
 }
 
+/// Destructured arguments, retried and coalesced.
+///
+/// # Errors
+///
+/// Never.
+#[coalesce]
+#[retry]
+pub async fn destructured((a, b): (u64, u64), &(c, _): &(u64, u64)) -> Result<u64, E> {
+    Ok(a + b + c)
+}
+
+/// A const parameter that is not a `usize`.
+#[coalesce]
+pub async fn flagged<const ON: bool>(x: u64) -> u64 {
+    if ON {
+        x
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +445,7 @@ mod tests {
         adaptive_unit().await;
         assert_eq!(adaptive_all(4).await.unwrap(), 4);
         assert_eq!(adaptive_generic(5).await.unwrap(), 5);
+        assert_eq!(destructured((1, 2), &(3, 4)).await.unwrap(), 6);
+        assert_eq!(flagged::<true>(6).await, 6);
     }
 }
