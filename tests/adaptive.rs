@@ -354,3 +354,63 @@ fn out_of_range_options_are_clamped_not_a_panic() {
     l.set_max(0); // the ceiling never falls below the floor
     assert_eq!(l.limit(), 1);
 }
+
+static RESERVE_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+#[derive(Debug)]
+struct Busy;
+
+impl From<limit_runtime::Error> for Busy {
+    fn from(_: limit_runtime::Error) -> Self {
+        Busy
+    }
+}
+
+#[limited(name = "t-adaptive-reserve", adaptive, initial = 8, max = 100, reserve = 4, overload = |_: &Busy| true)]
+async fn reserved_call(_item: u32) -> Result<(), Busy> {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    if RESERVE_DOWN.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(Busy)
+    } else {
+        Ok(())
+    }
+}
+
+/// A batch job alone on an adaptive limiter with a reserve, through an
+/// overload: the limit never falls to the reserve (the job would then have
+/// no permit, and no call to learn from, for good), and once the service
+/// is back the job, which can only fill what the reserve leaves, still
+/// counts as using the limit, so the limit climbs again.
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_limit_stays_above_the_reserve_and_a_job_alone_raises_it() {
+    tokio::spawn(async {
+        tokio::time::sleep(secs(1)).await;
+        RESERVE_DOWN.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    let job = limit_runtime::batch::job(16).run(0..2000u32, reserved_call);
+    let report = tokio::time::timeout(secs(600), job)
+        .await
+        .expect("the job finishes");
+    assert_eq!(report.succeeded() + report.failures().len() as u64, 2000);
+    assert!(report.succeeded() > 1000, "{}", report.succeeded());
+    let s = limit_runtime::limiter("t-adaptive-reserve")
+        .unwrap()
+        .stats();
+    assert_eq!(s.reserve, 4);
+    assert_eq!(s.limit_min_seen, 5, "cut to reserve + 1, not below");
+    assert!(
+        s.limit_max_seen > 8,
+        "grew past initial: {}",
+        s.limit_max_seen
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn raising_the_reserve_lifts_an_adaptive_limit_below_it() {
+    let l = Limiter::adaptive("t-adaptive-lift", 100, AdaptiveOptions::new().initial(3));
+    assert_eq!(l.limit(), 3);
+    l.set_reserve(6);
+    assert_eq!(l.limit(), 7);
+    l.set_reserve(200); // above the ceiling: the limit stops at it
+    assert_eq!(l.limit(), 100);
+}

@@ -63,10 +63,14 @@ pub enum Outcome {
 /// | `r ≤ 1.05`, no drop, and the limit was in use | `limit + max(1, limit / 16)`; `limit × 2` until the first cut |
 /// | otherwise | unchanged |
 ///
-/// always within `[min, max]`. *In use* means that for at least half of the
-/// window's outcomes, nine tenths of the limit or more was running: a limit
-/// nobody reaches (too few callers, or a `rate` that holds them back) never
-/// climbs. The window is judged by its median, not its mean or a maximum,
+/// always within `[min, max]`, and above the limiter's `reserve`: at
+/// least `reserve + 1`, so that batch work always has a permit (a limit cut
+/// to the reserve would leave a job alone on the limiter waiting for good,
+/// with no call to show the service had recovered). *In use* means that
+/// for at least half of the window's outcomes, nine tenths of the limit or
+/// more was running, or batch work held every permit the reserve leaves
+/// it: a limit nobody reaches (too few callers, or a `rate` that holds them
+/// back) never climbs. The window is judged by its median, not its mean or a maximum,
 /// so a slow tail (a few percent of calls ten times slower, which is the
 /// service's nature, not overload) does not move the limit, and neither
 /// does noise. Between 1.05 and 1.2 the limit holds: the service is full,
@@ -331,6 +335,30 @@ impl Adaptive {
         self.ceiling.load(Ordering::Relaxed)
     }
 
+    /// The lowest limit the controller sets: `min`, and above the reserve.
+    /// A limit at or below the reserve would leave batch work no permit,
+    /// and then no call to learn from: a job alone on the limiter would
+    /// wait for good after an overload cut the limit that far.
+    pub(crate) fn floor(&self, core: &Core) -> usize {
+        let ceiling = self.ceiling().max(self.min);
+        self.min.max(core.reserve().saturating_add(1)).min(ceiling)
+    }
+
+    /// Lifts the limit to the [`floor`](Adaptive::floor) if it is below
+    /// (the reserve was raised).
+    pub(crate) fn lift_to_floor(&self, core: &Core) {
+        let floor = self.floor(core);
+        let run = {
+            let mut c = self.lock();
+            if c.limit >= floor && core.max() >= floor {
+                return;
+            }
+            c.limit = c.limit.max(floor);
+            core.max().max(floor)
+        };
+        self.apply(core, run);
+    }
+
     pub(crate) fn baseline(&self) -> Option<Duration> {
         let ns = self.baseline_ns.load(Ordering::Relaxed);
         (ns != 0).then(|| Duration::from_nanos(ns))
@@ -388,6 +416,7 @@ impl Adaptive {
             return;
         }
         let now = self.now();
+        let floor = self.floor(core);
         match outcome {
             Outcome::Success => self.samples.fetch_add(1, Ordering::Relaxed),
             _ => self.drops.fetch_add(1, Ordering::Relaxed),
@@ -400,7 +429,7 @@ impl Adaptive {
                 return;
             }
             let latency = now.saturating_sub(started);
-            self.on_event(&mut c, now, latency, outcome, saturated)
+            self.on_event(&mut c, now, latency, outcome, saturated, floor)
         };
         if let Some(limit) = decision {
             self.apply(core, limit);
@@ -432,6 +461,7 @@ impl Adaptive {
         latency: u64,
         outcome: Outcome,
         saturated: bool,
+        floor: usize,
     ) -> Option<usize> {
         let ceiling = self.ceiling();
         if let Phase::Probe {
@@ -445,7 +475,7 @@ impl Adaptive {
             if outcome == Outcome::Overloaded {
                 // Overloaded even at half the limit: no baseline to be had
                 // now; back off and measure later.
-                let limit = scale(resume, 0.5).max(self.min);
+                let limit = scale(resume, 0.5).max(floor);
                 return self.end_probe(c, now, limit);
             }
             let started = now.saturating_sub(latency);
@@ -565,7 +595,7 @@ impl Adaptive {
                 limit + (limit / 16).max(1)
             };
         }
-        next = next.clamp(self.min, ceiling.max(self.min));
+        next = next.clamp(floor, ceiling.max(floor));
         c.limit = next;
 
         let stale = c.latency_cuts >= STALE_AFTER_CUTS;
@@ -582,7 +612,7 @@ impl Adaptive {
             c.changed_at = now;
             // Half of the higher of the two: enough concurrency for a
             // quick probe, still far from full if the service is.
-            return Some(probe_limit(if_slower, self.min));
+            return Some(probe_limit(if_slower, floor));
         }
         if next != limit {
             c.changed_at = now;
@@ -651,7 +681,7 @@ mod tests {
         outcome: Outcome,
         saturated: bool,
     ) -> Option<usize> {
-        let d = a.on_event(&mut a.lock(), now, latency, outcome, saturated);
+        let d = a.on_event(&mut a.lock(), now, latency, outcome, saturated, a.min);
         if let Some(l) = d {
             a.apply(core, l);
         }

@@ -485,7 +485,10 @@ impl Limiter {
     /// Changes the reserve: batch work never holds more than
     /// `limit − reserve` permits. Batch calls already running are not
     /// interrupted. A reserve of `limit` or more stops batch work from
-    /// starting at all (a way to pause a job by hand).
+    /// starting at all (a way to pause a job by hand), except under an
+    /// adaptive limit, which never falls to the reserve: it stays at least
+    /// `reserve + 1` (within its ceiling), so that batch work always has a
+    /// permit and its calls keep telling the limit it may rise.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -506,6 +509,9 @@ impl Limiter {
     /// ```
     pub fn set_reserve(&self, reserve: usize) {
         self.core().set_reserve(reserve);
+        if let Some(a) = &self.inner.adaptive {
+            a.lift_to_floor(self.core());
+        }
     }
 
     /// Permits held by batch work now.
@@ -891,9 +897,12 @@ impl Permit<'_> {
         if let Some(a) = &self.limiter.inner.adaptive {
             let core = self.limiter.core();
             let limit = core.max();
-            // Nine tenths of the limit running: the limit is what holds
-            // calls back (callers queued for a rate slot do not count).
-            let saturated = core.active() * 10 >= limit * 9;
+            // Nine tenths of the limit running, or batch work holding all
+            // the reserve leaves it: the limit is what holds calls back
+            // (callers queued for a rate slot do not count).
+            let reserve = core.reserve();
+            let saturated = core.active() * 10 >= limit * 9
+                || (reserve > 0 && core.batch_active() + reserve >= limit);
             a.record(core, self.started(), outcome, saturated);
         }
     }
