@@ -161,3 +161,45 @@ async fn stats_split_waits_and_refusals_by_class() {
     assert_eq!(s.wait_total_batch, Duration::from_millis(10));
     assert_eq!((s.batch_active, s.reserve), (0, 0));
 }
+
+/// The class is the poller's: an acquire future built outside a batch
+/// scope and awaited inside one is batch work (and the other way round).
+#[tokio::test]
+async fn an_acquire_future_takes_the_class_of_the_scope_it_is_awaited_in() {
+    let l = limit_runtime::Limiter::named("t-class-at-poll", 4);
+    let built_online = l.acquire();
+    let permit = limit_runtime::batch::scope(built_online).await;
+    assert_eq!(l.batch_active(), 1);
+    drop(permit);
+    let built_in_batch = limit_runtime::batch::scope(async { l.acquire() }).await;
+    let permit = built_in_batch.await;
+    assert_eq!(l.batch_active(), 0);
+    drop(permit);
+}
+
+/// The job's function runs as batch work itself, not only the future it
+/// returns: what it does before returning (building an acquire future,
+/// reading `is_batch`) belongs to the job.
+#[tokio::test]
+async fn the_job_function_itself_runs_as_batch_work() {
+    let limiter = limit_runtime::Limiter::named("t-job-fn-class", 4);
+    limiter.set_reserve(1);
+    let l = &limiter;
+    let report = limit_runtime::batch::job(8)
+        .run(0..20u32, move |_| {
+            let batch = limit_runtime::batch::is_batch();
+            let acquire = l.acquire();
+            async move {
+                let _permit = acquire.await;
+                tokio::task::yield_now().await;
+                if batch && l.batch_active() <= 3 {
+                    Ok(())
+                } else {
+                    Err(l.batch_active())
+                }
+            }
+        })
+        .await;
+    assert!(report.is_success(), "{:?}", report.failures());
+    assert_eq!(report.succeeded(), 20);
+}

@@ -137,7 +137,14 @@ impl<'a> Job<'a> {
             while !exhausted && running.len() < self.concurrency {
                 match items.as_mut().poll_next(cx) {
                     Poll::Ready(Some(item)) => {
-                        let call = super::scope(f(Clone::clone(&item)));
+                        // `f` itself runs as batch work too: what it does
+                        // before returning its future (an acquire future
+                        // built there, say) is part of the job.
+                        let call = {
+                            let _class = super::Enter::set(true);
+                            f(Clone::clone(&item))
+                        };
+                        let call = super::scope(call);
                         running.push(async move { (item, call.await) });
                     }
                     Poll::Ready(None) => exhausted = true,

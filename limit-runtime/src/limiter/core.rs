@@ -601,6 +601,19 @@ impl Waiter<'_> {
         self.class
     }
 
+    /// Whether the future has not been polled yet (nor decided).
+    #[inline]
+    pub(crate) fn unpolled(&self) -> bool {
+        self.slot == NOT_QUEUED
+    }
+
+    /// Sets the class, before the first poll.
+    #[inline]
+    pub(crate) fn set_class(&mut self, class: Class) {
+        debug_assert!(self.unpolled());
+        self.class = class;
+    }
+
     /// The options it waits with.
     pub(crate) fn patience(&self) -> Patience {
         self.patience

@@ -594,7 +594,10 @@ impl Limiter {
     pub(crate) fn acquire_patient(&self, patience: Patience, origin: Origin) -> AcquireWith<'_> {
         AcquireWith {
             limiter: self,
-            waiter: self.core().acquire(crate::batch::class(), patience),
+            // The class is the poller's, read at the first poll (see
+            // `AcquireWith::poll`): a future built outside a batch scope
+            // and awaited inside one is batch work.
+            waiter: self.core().acquire(Class::Online, patience),
             origin,
             #[cfg(feature = "tracing")]
             reported: false,
@@ -731,6 +734,9 @@ impl<'a> Future for AcquireWith<'a> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let limiter = this.limiter;
+        if this.waiter.unpolled() {
+            this.waiter.set_class(crate::batch::class());
+        }
         #[cfg(feature = "redis")]
         if let Some(b) = limiter.inner.backend.get() {
             return this.poll_shared(b, cx);
