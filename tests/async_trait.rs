@@ -233,3 +233,54 @@ async fn attributes_on_the_boxed_form_written_by_hand() {
     let l = limit_runtime::limiter("async-trait-handwritten").unwrap();
     assert_eq!(l.stats().acquired, 1);
 }
+
+// `#[coalesce]` keys on the receiver's identity whatever the receiver:
+// under `#[async_trait]` the receiver has been moved into the box's own
+// binding before the key is taken.
+#[async_trait]
+trait Receivers: Send + Sync {
+    async fn by_mut(&mut self, id: u64) -> u64;
+    async fn by_arc(self: Arc<Self>, id: u64) -> u64;
+}
+
+#[derive(Default)]
+struct Counted(AtomicU32);
+
+#[async_trait]
+impl Receivers for Counted {
+    #[coalesce]
+    async fn by_mut(&mut self, id: u64) -> u64 {
+        *self.0.get_mut() += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        id
+    }
+
+    #[coalesce]
+    async fn by_arc(self: Arc<Self>, id: u64) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        id
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesce_keys_on_a_mut_or_arc_receiver_of_an_async_trait_method() {
+    let shared = Arc::new(Counted::default());
+    let other = Arc::new(Counted::default());
+    let (a, b, c) = tokio::join!(
+        shared.clone().by_arc(1),
+        shared.clone().by_arc(1),
+        other.clone().by_arc(1)
+    );
+    assert_eq!((a, b, c), (1, 1, 1));
+    assert_eq!(shared.0.load(Ordering::SeqCst), 1, "one instance: shared");
+    assert_eq!(
+        other.0.load(Ordering::SeqCst),
+        1,
+        "another instance: its own run"
+    );
+    let (mut x, mut y) = (Counted::default(), Counted::default());
+    let (a, b) = tokio::join!(x.by_mut(2), y.by_mut(2));
+    assert_eq!((a, b), (2, 2));
+    assert_eq!((*x.0.get_mut(), *y.0.get_mut()), (1, 1));
+}

@@ -36,7 +36,10 @@ use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, ReturnType, Type};
 use crate::config::{Adaptive, Breaker, Coalesce, Config, Limited, Retry, Timeout};
 use crate::item::Kind;
 
-pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
+/// `boxed`: `f` is a method as `#[async_trait]` wrote it (see
+/// [`crate::async_trait`]), whose receiver is `__self` by the time the
+/// expansion runs.
+pub fn expand(config: &Config, mut f: ItemFn, boxed: bool) -> TokenStream {
     let k = &config.krate;
     let fn_name = f.sig.ident.to_string();
     let mut statics = TokenStream::new();
@@ -208,7 +211,7 @@ pub fn expand(config: &Config, mut f: ItemFn) -> TokenStream {
         statics.extend(quote! {
             static __COALESCE: #k::coalesce::StaticGroup = #k::coalesce::StaticGroup::named(#name);
         });
-        let key = coalesce_key(k, c, &f);
+        let key = coalesce_key(k, c, &f, boxed);
         // One mistake, one error, at the user's token: the output is
         // checked at the return type, each key part at its argument and a
         // `key` expression where it is written. What they return satisfies
@@ -712,7 +715,7 @@ fn output_span(f: &ItemFn) -> Span {
 
 /// The key: the `key` option, or every argument but the receiver, owned,
 /// plus the receiver's address for methods.
-fn coalesce_key(k: &syn::Path, c: &Coalesce, f: &ItemFn) -> TokenStream {
+fn coalesce_key(k: &syn::Path, c: &Coalesce, f: &ItemFn, boxed: bool) -> TokenStream {
     if let Some(key) = &c.key {
         let span = key.span();
         return quote_spanned!(span=> #k::__private::key_expr(#key));
@@ -721,10 +724,16 @@ fn coalesce_key(k: &syn::Path, c: &Coalesce, f: &ItemFn) -> TokenStream {
     for arg in &f.sig.inputs {
         match arg {
             FnArg::Receiver(r) => {
+                // Under `#[async_trait]` the receiver was moved into
+                // `__self` (by its prelude) before this runs.
+                let this = match boxed {
+                    true => quote!(__self),
+                    false => quote!(self),
+                };
                 let this = if r.reference.is_some() || r.colon_token.is_some() {
-                    quote!(&*self)
+                    quote!(&*#this)
                 } else {
-                    quote!(&self)
+                    quote!(&#this)
                 };
                 parts.push(quote!(#k::__private::receiver_id(#this)));
             }

@@ -91,12 +91,13 @@ fn entry(
             );
         }
     }
+    let boxed = wrapper.is_some();
     let rewrap = |f: proc_macro2::TokenStream| match wrapper {
         Some(w) => w.rewrap(f),
         None => f,
     };
     match errors.into_result() {
-        Ok(()) => rewrap(expand::expand(&config, f)),
+        Ok(()) => rewrap(expand::expand(&config, f, boxed)),
         Err(e) => {
             let mut out = e.to_compile_error();
             out.extend(rewrap(quote::ToTokens::to_token_stream(&f)));
