@@ -171,6 +171,8 @@ async fn an_acquire_future_takes_the_class_of_the_scope_it_is_awaited_in() {
     let permit = limit_runtime::batch::scope(built_online).await;
     assert_eq!(l.batch_active(), 1);
     drop(permit);
+    // Built inside a scope, awaited outside it: online.
+    #[allow(clippy::async_yields_async)]
     let built_in_batch = limit_runtime::batch::scope(async { l.acquire() }).await;
     let permit = built_in_batch.await;
     assert_eq!(l.batch_active(), 0);
