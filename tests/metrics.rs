@@ -203,3 +203,34 @@ async fn retry_and_coalesce_functions_report_their_counters() {
     assert_eq!(r.counter("limit_coalesce_shared_total", &[group]), 2);
     assert_eq!(r.gauge("limit_coalesce_in_flight", &[group]), 0.0);
 }
+
+/// A recorder installed for a while (a test's local one) gets the wait
+/// histogram, also when an earlier one was dropped at the same address:
+/// nothing of a recorder is kept beyond the call that records.
+#[tokio::test(start_paused = true)]
+async fn each_local_recorder_in_turn_gets_the_waits() {
+    let l = limit_runtime::Limiter::named("t-metrics-local", 1);
+    for round in 0..3 {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let held = l.acquire().await;
+        let release = async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        };
+        let ((), _waited) = tokio::join!(release, l.acquire());
+        let waits: Vec<f64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().name() == "limit_limiter_wait_seconds")
+            .filter(|(k, ..)| k.key().labels().any(|l| l.value() == "t-metrics-local"))
+            .flat_map(|(.., v)| match v {
+                DebugValue::Histogram(h) => h.into_iter().map(|x| x.into_inner()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(waits, [0.02], "round {round}");
+    }
+}

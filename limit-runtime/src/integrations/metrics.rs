@@ -76,8 +76,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Histogram,
-    Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Key, Label, Level,
+    Metadata, Unit,
 };
 
 use crate::BreakerState;
@@ -149,33 +149,35 @@ pub async fn report_every(period: Duration) {
     }
 }
 
-/// A limiter's wait-time histogram handle, registered with the recorder in
-/// place on the first wait, so that later waits skip building its key.
+/// A limiter's wait-time histogram key, built on the first wait, so that
+/// later waits skip building it (the name's label is an allocation).
+///
+/// The key is kept, not the recorder's handle: a handle belongs to the
+/// recorder it came from, and a recorder cannot be told apart from an
+/// earlier one dropped at the same address (tests that install a local
+/// recorder each), so each wait registers the key with the recorder in
+/// place now, which for a real recorder is a lookup of a pre-hashed key.
 #[derive(Default)]
 pub(crate) struct WaitHistogram {
-    /// The recorder it was registered with (an address), and the handle.
-    cached: OnceLock<(usize, Histogram)>,
+    key: OnceLock<Key>,
 }
 
-/// The address of the recorder in place for this thread.
-fn recorder_id() -> usize {
-    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
-}
+/// Where the wait histogram is registered from (what `histogram!` would
+/// pass).
+static WAIT_METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// Records how long a call that queued waited before it started.
 #[cold]
 pub(crate) fn waited(name: &str, cache: &WaitHistogram, waited: Duration) {
-    let waited = waited.as_secs_f64();
-    let register = || histogram!("limit_limiter_wait_seconds", "name" => name.to_owned());
-    let recorder = recorder_id();
-    let (registered_with, handle) = cache.cached.get_or_init(|| (recorder, register()));
-    if *registered_with == recorder {
-        handle.record(waited);
-    } else {
-        // Another recorder than at the first wait (one installed later, or
-        // a local one): register with it each time.
-        register().record(waited);
-    }
+    let key = cache.key.get_or_init(|| {
+        Key::from_parts(
+            "limit_limiter_wait_seconds",
+            vec![Label::new("name", name.to_owned())],
+        )
+    });
+    metrics::with_recorder(|r| r.register_histogram(key, &WAIT_METADATA))
+        .record(waited.as_secs_f64());
 }
 
 /// Counters, with their descriptions.
