@@ -234,3 +234,39 @@ async fn each_local_recorder_in_turn_gets_the_waits() {
         assert_eq!(waits, [0.02], "round {round}");
     }
 }
+
+// Two methods called `fetch` on two types of one module: their `#[retry]`
+// statistics and private limiters share the label `metrics::fetch`.
+struct Users;
+struct Orders;
+
+impl Users {
+    #[retry(attempts = 2, initial = "1ms")]
+    #[limited(max = 2)]
+    async fn fetch(&self) -> Result<u32, String> {
+        Ok(1)
+    }
+}
+
+impl Orders {
+    #[retry(attempts = 2, initial = "1ms")]
+    #[limited(max = 3)]
+    async fn fetch(&self) -> Result<u32, String> {
+        Ok(2)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn figures_of_one_label_are_added_up_not_written_over() {
+    let _turn = TURN.lock().await;
+    let _ = Reported::now();
+    for _ in 0..3 {
+        Users.fetch().await.unwrap();
+    }
+    Orders.fetch().await.unwrap();
+    let r = Reported::now();
+    let label = ("name", "metrics::fetch");
+    assert_eq!(r.counter("limit_retry_calls_total", &[label]), 4);
+    assert_eq!(r.counter("limit_limiter_acquired_total", &[label]), 4);
+    assert_eq!(r.gauge("limit_limiter_limit", &[label]), 5.0);
+}

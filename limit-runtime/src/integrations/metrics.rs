@@ -72,6 +72,7 @@
 //! | `limit_coalesce_shared_total` | counter | count | `name` | calls that received another call's result |
 //! | `limit_coalesce_in_flight` | gauge | count | `name` | keys running now |
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -87,22 +88,44 @@ use crate::BreakerState;
 /// names above), with their descriptions and units.
 ///
 /// Call it before each scrape, or let [`report_every`] call it. Without a
-/// recorder it does nothing but read the stats.
+/// recorder it does nothing but read the stats. Functions and private
+/// limiters that share a label (methods of two types in one module are
+/// labelled `module::method` alike) report the sum of their figures.
 pub fn report() {
     describe();
+    // Several private limiters (or `#[retry]`/`#[coalesce]` functions) can
+    // share a label (methods of two types in one module are labelled
+    // alike): their figures are added up into the label's series, not
+    // written over each other.
+    let mut limiters: BTreeMap<String, [u64; 6]> = BTreeMap::new();
     for l in crate::limiters() {
         let s = l.stats();
-        let name = s.name;
-        gauge!("limit_limiter_active", "name" => name.clone()).set(s.active as f64);
-        gauge!("limit_limiter_waiting", "name" => name.clone()).set(s.waiting as f64);
-        if s.limit != usize::MAX {
-            gauge!("limit_limiter_limit", "name" => name.clone()).set(s.limit as f64);
+        let limit = if s.limit == usize::MAX {
+            u64::MAX
+        } else {
+            s.limit as u64
+        };
+        let figures = [
+            s.active as u64,
+            s.waiting as u64,
+            limit,
+            s.acquired,
+            s.rejected_full,
+            s.rejected_wait,
+        ];
+        add_up(limiters.entry(s.name).or_default(), figures);
+    }
+    for (name, [active, waiting, limit, acquired, full, wait]) in limiters {
+        gauge!("limit_limiter_active", "name" => name.clone()).set(active as f64);
+        gauge!("limit_limiter_waiting", "name" => name.clone()).set(waiting as f64);
+        if limit != u64::MAX {
+            gauge!("limit_limiter_limit", "name" => name.clone()).set(limit as f64);
         }
-        counter!("limit_limiter_acquired_total", "name" => name.clone()).absolute(s.acquired);
+        counter!("limit_limiter_acquired_total", "name" => name.clone()).absolute(acquired);
         counter!("limit_limiter_refused_total", "name" => name.clone(), "kind" => "queue_full")
-            .absolute(s.rejected_full);
+            .absolute(full);
         counter!("limit_limiter_refused_total", "name" => name, "kind" => "wait_timeout")
-            .absolute(s.rejected_wait);
+            .absolute(wait);
     }
     for b in crate::breakers() {
         let s = b.stats();
@@ -118,18 +141,34 @@ pub fn report() {
         counter!("limit_breaker_refused_total", "name" => name, "kind" => "circuit_open")
             .absolute(s.refused);
     }
+    let mut retries: BTreeMap<String, [u64; 4]> = BTreeMap::new();
     for s in crate::retry::stats() {
-        let name = s.name;
-        counter!("limit_retry_calls_total", "name" => name.clone()).absolute(s.calls);
-        counter!("limit_retry_attempts_total", "name" => name.clone()).absolute(s.attempts);
-        counter!("limit_retry_retries_total", "name" => name.clone()).absolute(s.retries);
-        counter!("limit_retry_gave_up_total", "name" => name).absolute(s.gave_up);
+        let figures = [s.calls, s.attempts, s.retries, s.gave_up];
+        add_up(retries.entry(s.name).or_default(), figures);
     }
+    for (name, [calls, attempts, retried, gave_up]) in retries {
+        counter!("limit_retry_calls_total", "name" => name.clone()).absolute(calls);
+        counter!("limit_retry_attempts_total", "name" => name.clone()).absolute(attempts);
+        counter!("limit_retry_retries_total", "name" => name.clone()).absolute(retried);
+        counter!("limit_retry_gave_up_total", "name" => name).absolute(gave_up);
+    }
+    let mut groups: BTreeMap<String, [u64; 3]> = BTreeMap::new();
     for s in crate::coalesce::stats() {
-        let name = s.name;
-        counter!("limit_coalesce_runs_total", "name" => name.clone()).absolute(s.runs);
-        counter!("limit_coalesce_shared_total", "name" => name.clone()).absolute(s.shared);
-        gauge!("limit_coalesce_in_flight", "name" => name).set(s.in_flight as f64);
+        let figures = [s.runs, s.shared, s.in_flight as u64];
+        add_up(groups.entry(s.name).or_default(), figures);
+    }
+    for (name, [runs, shared, in_flight]) in groups {
+        counter!("limit_coalesce_runs_total", "name" => name.clone()).absolute(runs);
+        counter!("limit_coalesce_shared_total", "name" => name.clone()).absolute(shared);
+        gauge!("limit_coalesce_in_flight", "name" => name).set(in_flight as f64);
+    }
+}
+
+/// Adds `figures` into `sum`, each saturating (`u64::MAX`, "no limit",
+/// stays so).
+fn add_up<const N: usize>(sum: &mut [u64; N], figures: [u64; N]) {
+    for (s, f) in sum.iter_mut().zip(figures) {
+        *s = s.saturating_add(f);
     }
 }
 
