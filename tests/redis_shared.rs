@@ -728,6 +728,65 @@ async fn an_uncontended_start_and_release_are_two_round_trips() {
     }
 }
 
+/// A caller that holds its local permit and waits in the server's queue
+/// (another process holds the only lease) counts as waiting, not active,
+/// and its wait for the lease shows in the wait statistics; an uncontended
+/// start's round trips do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_in_the_server_counts_as_waiting_and_as_a_wait() {
+    let limits = RedisServer::start();
+    let server = connect(&limits.url()).await.unwrap();
+    // A short lease: a queued caller asks again at least every lease / 4.
+    server.share("remote-wait", Shared::new().lease(Duration::from_secs(1)));
+    let l = Limiter::named("remote-wait", 1);
+    l.run(async {}).await; // loads the scripts; not a wait
+    assert_eq!(l.stats().waited, 0);
+    assert_eq!(l.stats().wait_total, Duration::ZERO);
+
+    // Another process's lease, written as the scripts write one.
+    let mut c = conn(&limits.url()).await;
+    let key = "limit:{remote-wait}:holders";
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    let until = secs * 1000 + micros / 1000 + 60_000;
+    let _: i64 = redis::cmd("ZADD")
+        .arg(key)
+        .arg(until)
+        .arg("another-process")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let call = {
+        let l = l.clone();
+        tokio::spawn(async move { l.run(async {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !call.is_finished(),
+        "the other process holds the only lease"
+    );
+    assert_eq!((l.active(), l.waiting()), (0, 1));
+    let s = l.stats();
+    assert_eq!((s.active, s.waiting), (0, 1));
+
+    let _: i64 = redis::cmd("ZREM")
+        .arg(key)
+        .arg("another-process")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the lease is free again")
+        .unwrap();
+    let s = l.stats();
+    assert_eq!((s.active, s.waiting), (0, 0));
+    assert_eq!(s.acquired, 2);
+    assert_eq!(s.waited, 1);
+    assert!(s.wait_total >= Duration::from_millis(300), "{s:?}");
+    assert_eq!(s.wait_max, s.wait_total);
+}
+
 /// With the `tracing` feature, the switch to the fallback mode is a `WARN`
 /// event and the way back an `INFO` event, both with the server's URL
 /// (`cargo test --features redis,tracing --test redis_shared tracing`).

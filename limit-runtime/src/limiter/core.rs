@@ -282,6 +282,32 @@ impl Core {
         self.note_peak(permits(self.state.load(Ordering::Relaxed)));
     }
 
+    /// Bookkeeping for a call on a shared name that waited `added_ns` more
+    /// for its lease after the local queue (`counted`: the local queue
+    /// already counted it as a wait), `total_ns` in all.
+    #[cfg(feature = "redis")]
+    pub(crate) fn note_remote_wait(
+        &self,
+        added_ns: u64,
+        total_ns: u64,
+        counted: bool,
+        class: Class,
+    ) {
+        let c = &self.counters;
+        let waited = u64::from(!counted);
+        if class == Class::Batch {
+            c.hot.add_each([
+                (WAITED, waited),
+                (WAIT_NS, added_ns),
+                (WAITED_BATCH, waited),
+                (WAIT_BATCH_NS, added_ns),
+            ]);
+        } else {
+            c.hot.add_each([(WAITED, waited), (WAIT_NS, added_ns)]);
+        }
+        c.hot.raise(WAIT_MAX_NS, total_ns);
+    }
+
     fn note_refused(&self, counter: &AtomicU64, class: Class) {
         counter.fetch_add(1, Ordering::Relaxed);
         if class == Class::Batch {
@@ -619,8 +645,9 @@ impl Waiter<'_> {
         self.patience
     }
 
-    /// Whether the caller had to queue (for the wait-time histogram).
-    #[cfg(feature = "metrics")]
+    /// Whether the caller had to queue (for the wait-time histogram and a
+    /// shared name's remote wait).
+    #[cfg(any(feature = "metrics", feature = "redis"))]
     #[inline]
     pub(crate) fn queued(&self) -> bool {
         self.since != u64::MAX
@@ -628,7 +655,7 @@ impl Waiter<'_> {
 
     /// How long the caller waited, once it started after
     /// [`queued`](Waiter::queued).
-    #[cfg(feature = "metrics")]
+    #[cfg(any(feature = "metrics", feature = "redis"))]
     pub(crate) fn waited(&self) -> Duration {
         Duration::from_nanos(self.since)
     }

@@ -86,6 +86,10 @@ struct Inner {
     /// The backend sharing this name beyond the process, if any.
     #[cfg(feature = "redis")]
     backend: std::sync::OnceLock<Arc<dyn backend::Backend>>,
+    /// Callers of a shared name that hold a local permit and wait for
+    /// their lease: waiting, not active.
+    #[cfg(feature = "redis")]
+    leasing: std::sync::atomic::AtomicUsize,
 }
 
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
@@ -105,13 +109,19 @@ pub struct LimiterStats {
     pub rate: Option<Rate>,
     /// Bodies running now.
     pub active: usize,
-    /// Callers queued now.
+    /// Callers queued now (see [`Limiter::waiting`]).
     pub waiting: usize,
     /// Starts since the limiter was created.
     pub acquired: u64,
-    /// The most bodies that ever ran at once.
+    /// The most bodies that ever ran at once. On a name shared through a
+    /// server, the most local permits held at once, which includes callers
+    /// waiting for their lease.
     pub peak_active: usize,
-    /// Calls that had to queue before they started.
+    /// Calls that had to queue before they started. On a name shared
+    /// through a server, a wait for the lease (queued in the server, for a
+    /// rate slot, for the fallback limit or for the server to answer again)
+    /// counts too, added to the local wait of the same call; the round
+    /// trips of an uncontended start do not.
     pub waited: u64,
     /// Time all queued calls spent waiting before they started, added up.
     pub wait_total: Duration,
@@ -243,6 +253,8 @@ impl Limiter {
                 waits: Default::default(),
                 #[cfg(feature = "redis")]
                 backend: std::sync::OnceLock::new(),
+                #[cfg(feature = "redis")]
+                leasing: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
         #[cfg(feature = "redis")]
@@ -417,12 +429,26 @@ impl Limiter {
 
     /// Bodies running under the limiter now.
     pub fn active(&self) -> usize {
-        self.core().active()
+        let active = self.core().active();
+        #[cfg(feature = "redis")]
+        let active = active.saturating_sub(self.leasing());
+        active
     }
 
-    /// Callers queued now.
+    /// Callers queued now. On a name shared through a server (cargo
+    /// feature `redis`), this counts the callers of this process waiting
+    /// for their lease from the server too (not those of other processes).
     pub fn waiting(&self) -> usize {
-        self.core().waiting()
+        let waiting = self.core().waiting();
+        #[cfg(feature = "redis")]
+        let waiting = waiting + self.leasing();
+        waiting
+    }
+
+    /// Callers of this process waiting for a lease from the server.
+    #[cfg(feature = "redis")]
+    fn leasing(&self) -> usize {
+        self.inner.leasing.load(Ordering::Relaxed)
     }
 
     /// Permits a caller could take right now without waiting.
@@ -637,8 +663,8 @@ impl Limiter {
             max: self.max(),
             limit,
             rate: self.rate(),
-            active: core.active(),
-            waiting: core.waiting(),
+            active: self.active(),
+            waiting: self.waiting(),
             acquired: c.hot.sum(core::ACQUIRED),
             peak_active: c.peak_active.load(Ordering::Relaxed),
             waited: c.hot.sum(core::WAITED),

@@ -89,13 +89,21 @@ mod shared {
     /// A lease held by a permit; dropping it gives the lease back.
     pub(crate) type Lease = Box<dyn Send + Sync>;
 
-    pub(crate) type Acquiring =
-        Pin<Box<dyn Future<Output = Result<Option<Lease>, Refused>> + Send>>;
+    /// What a backend gives a caller it lets start.
+    pub(crate) struct Granted {
+        /// The lease (`None`: nothing to give back, e.g. a rate slot only).
+        pub(crate) lease: Option<Lease>,
+        /// Whether the caller had to wait for it (queued in the server, a
+        /// rate slot ahead, a fallback limit that was full, a server that
+        /// was down), beyond the round trips of asking.
+        pub(crate) waited: bool,
+    }
+
+    pub(crate) type Acquiring = Pin<Box<dyn Future<Output = Result<Granted, Refused>> + Send>>;
 
     /// The remote half of a shared limiter.
     pub(crate) trait Backend: Send + Sync + 'static {
-        /// Waits for a lease (`None`: nothing to give back, e.g. a rate
-        /// slot only).
+        /// Waits for a lease.
         fn acquire(self: Arc<Self>, request: Request) -> Acquiring;
         /// The mode the name is in now.
         fn mode(&self) -> BackendMode;
@@ -133,13 +141,14 @@ mod shared {
 mod hook {
     use std::future::Future as _;
     use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, PoisonError};
     use std::task::{Context, Poll};
     use std::time::Duration;
 
     use tokio::time::Instant;
 
-    use super::{Acquiring, Backend, Refused, Request};
+    use super::{nanos, Acquiring, Backend, Refused, Request};
     use crate::error::{Error, ErrorKind, Subject};
     use crate::limiter::core::Refusal;
     use crate::limiter::{AcquireWith, Origin, Permit};
@@ -154,6 +163,32 @@ mod hook {
         /// In a mutex only so that the future stays `Sync`; polled through
         /// `get_mut`, never locked.
         acquiring: Option<Mutex<Acquiring>>,
+        /// Counts the caller as waiting (not active) while it asks.
+        leasing: Option<Leasing<'a>>,
+    }
+
+    /// A caller asking the backend for its lease: it holds a local permit
+    /// but its body has not started, so the limiter counts it among the
+    /// waiting, not the active, until this is dropped.
+    pub(crate) struct Leasing<'a> {
+        count: &'a AtomicUsize,
+        since: Instant,
+    }
+
+    impl<'a> Leasing<'a> {
+        fn new(count: &'a AtomicUsize) -> Leasing<'a> {
+            count.fetch_add(1, Ordering::Relaxed);
+            Leasing {
+                count,
+                since: Instant::now(),
+            }
+        }
+    }
+
+    impl Drop for Leasing<'_> {
+        fn drop(&mut self) {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     impl<'a> AcquireWith<'a> {
@@ -184,6 +219,7 @@ mod hook {
                     never_wait: patience.queue() == Some(0),
                     can_refuse: !matches!(self.origin, Origin::None),
                 };
+                self.remote.leasing = Some(Leasing::new(&limiter.inner.leasing));
                 self.remote.acquiring = Some(Mutex::new(backend.clone().acquire(request)));
             }
             let fut = self
@@ -198,15 +234,41 @@ mod hook {
                 Poll::Ready(outcome) => outcome,
             };
             self.remote.acquiring = None;
+            let leasing = self.remote.leasing.take().expect("counted while asking");
             let mut permit = self.remote.permit.take().expect("held while asking");
             match outcome {
-                Ok(lease) => {
-                    permit.lease = lease;
+                Ok(granted) => {
+                    let local = if self.waiter.queued() {
+                        Some(self.waiter.waited())
+                    } else {
+                        None
+                    };
+                    let remote = granted.waited.then(|| leasing.since.elapsed());
+                    drop(leasing);
+                    if let Some(r) = remote {
+                        let total = local.unwrap_or_default() + r;
+                        limiter.core().note_remote_wait(
+                            nanos(r),
+                            nanos(total),
+                            local.is_some(),
+                            self.waiter.class(),
+                        );
+                    }
+                    #[cfg(feature = "metrics")]
+                    if local.is_some() || remote.is_some() {
+                        crate::integrations::metrics::waited(
+                            limiter.name(),
+                            &limiter.inner.waits,
+                            local.unwrap_or_default() + remote.unwrap_or_default(),
+                        );
+                    }
+                    permit.lease = granted.lease;
                     // An adaptive limit times the body, not the remote wait.
                     permit.restart();
                     Poll::Ready(Ok(permit))
                 }
                 Err(refused) => {
+                    drop(leasing);
                     drop(permit);
                     let waited = Instant::now().saturating_duration_since(started);
                     Poll::Ready(Err(self.backend_refusal(refused, waited)))
@@ -239,3 +301,9 @@ mod hook {
 
 #[cfg(feature = "redis")]
 pub(crate) use self::hook::Remote;
+
+/// A duration in whole nanoseconds, saturating.
+#[cfg(feature = "redis")]
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

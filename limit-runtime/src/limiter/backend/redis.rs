@@ -117,7 +117,7 @@ use futures_util::StreamExt as _;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{timeout, Instant};
 
-use super::{Acquiring, Backend, BackendMode, Lease, Refused, Request};
+use super::{Acquiring, Backend, BackendMode, Granted, Lease, Refused, Request};
 
 /// The pub/sub channel on which release scripts name the waiters whose
 /// turn has come.
@@ -620,20 +620,33 @@ enum Fault {
 impl Backend for Name {
     fn acquire(self: Arc<Self>, request: Request) -> Acquiring {
         Box::pin(async move {
+            // Whether this caller waited for the server to come back.
+            let mut waited = false;
             loop {
                 if self.server.is_down() {
                     if let Some(fallback) = &self.fallback {
-                        return fall_back(fallback.clone(), &request).await;
+                        return fall_back(fallback.clone(), &request)
+                            .await
+                            .map(|g| Granted {
+                                waited: g.waited || waited,
+                                ..g
+                            });
                     }
                     if request.can_refuse {
                         return Err(self.unavailable());
                     }
                     let mut up = self.server.down.subscribe();
                     let _ = up.wait_for(|down| !*down).await;
+                    waited = true;
                     continue;
                 }
                 match self.acquire_shared(&request).await {
-                    Ok(lease) => return Ok(lease),
+                    Ok(g) => {
+                        return Ok(Granted {
+                            waited: g.waited || waited,
+                            ..g
+                        })
+                    }
                     Err(Fault::Refused(r)) => return Err(r),
                     Err(Fault::Down(why)) => self.server.mark_down(&why),
                 }
@@ -708,7 +721,7 @@ impl Name {
 
     /// Asks the server until it grants a lease, the caller's wait runs out,
     /// or the server fails.
-    async fn acquire_shared(self: &Arc<Self>, request: &Request) -> Result<Option<Lease>, Fault> {
+    async fn acquire_shared(self: &Arc<Self>, request: &Request) -> Result<Granted, Fault> {
         let server = &self.server;
         let id = server.next_id();
         let capped = request.max.is_some();
@@ -769,6 +782,7 @@ impl Name {
                     if let Some(t) = &mut ticket {
                         t.queued = false;
                     }
+                    let queued = ticket.is_some();
                     drop(ticket);
                     let lease = capped.then(|| self.hold(&id));
                     if delay > 0 {
@@ -777,7 +791,10 @@ impl Name {
                         // caller is dropped).
                         tokio::time::sleep(Duration::from_micros(delay.unsigned_abs())).await;
                     }
-                    return Ok(lease);
+                    return Ok(Granted {
+                        lease,
+                        waited: queued || delay > 0,
+                    });
                 }
                 (2, _) => {
                     if let Some(t) = &mut ticket {
@@ -814,7 +831,10 @@ impl Name {
             if t.waiting.granted.load(Ordering::Acquire) {
                 t.queued = false;
                 drop(ticket);
-                return Ok(Some(self.hold(&id)));
+                return Ok(Granted {
+                    lease: Some(self.hold(&id)),
+                    waited: true,
+                });
             }
             if server.is_down() {
                 return Err(Fault::Down("the server went down while waiting".into()));
@@ -874,11 +894,15 @@ impl Name {
 }
 
 /// Fail-open: a permit of the local fallback limit.
-async fn fall_back(fallback: Arc<Semaphore>, request: &Request) -> Result<Option<Lease>, Refused> {
+async fn fall_back(fallback: Arc<Semaphore>, request: &Request) -> Result<Granted, Refused> {
+    if let Ok(permit) = fallback.clone().try_acquire_owned() {
+        return Ok(Granted {
+            lease: Some(Box::new(permit)),
+            waited: false,
+        });
+    }
     let permit = if request.never_wait {
-        fallback
-            .try_acquire_owned()
-            .map_err(|_| Refused::QueueFull)?
+        return Err(Refused::QueueFull);
     } else if let Some(d) = request.deadline {
         tokio::time::timeout_at(d, fallback.acquire_owned())
             .await
@@ -890,7 +914,10 @@ async fn fall_back(fallback: Arc<Semaphore>, request: &Request) -> Result<Option
             .await
             .expect("the fallback semaphore is never closed")
     };
-    Ok(Some(Box::new(permit)))
+    Ok(Granted {
+        lease: Some(Box::new(permit)),
+        waited: true,
+    })
 }
 
 /// Renews the name's leases every third of the lease time.
