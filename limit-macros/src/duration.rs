@@ -26,6 +26,11 @@ const MAX_NS: u128 = (u64::MAX as u128) * 1_000_000_000 + 999_999_999;
 
 pub fn parse(text: &str) -> Result<Dur, String> {
     let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!(
+            "`{text}` is negative: a duration is 0 or more; {HELP}"
+        ));
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .ok_or_else(|| format!("`{text}` has no unit: {HELP}"))?;
@@ -35,7 +40,13 @@ pub fn parse(text: &str) -> Result<Dur, String> {
         .iter()
         .find(|(u, _)| *u == unit)
         .map(|(_, s)| *s)
-        .ok_or_else(|| format!("unknown unit `{unit}` in `{text}`: {HELP}"))?;
+        .ok_or_else(|| {
+            if split == 0 && unit.contains(|c: char| c.is_ascii_digit()) {
+                format!("`{text}` does not start with a number: {HELP}")
+            } else {
+                format!("unknown unit `{unit}` in `{text}`: {HELP}")
+            }
+        })?;
     let number = number.replace('_', "");
     let (whole, frac) = match number.split_once('.') {
         Some((w, f)) => (w, f),
@@ -119,5 +130,15 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let e = |s: &str| parse(s).unwrap_err();
+        assert!(e("-1s").starts_with("`-1s` is negative"), "{}", e("-1s"));
+        assert!(e("x5s").starts_with("`x5s` does not start with a number"));
+        assert!(e("5d").starts_with("unknown unit `d` in `5d`"));
+        assert!(e("5").starts_with("`5` has no unit"));
+        assert!(e("s").starts_with("`s` has no number"));
     }
 }

@@ -224,6 +224,9 @@ fn parse_duration_ns(text: &str) -> Result<u128, String> {
         ("m", 60_000_000_000),
         ("h", 3_600_000_000_000),
     ];
+    if text.trim_start().starts_with('-') {
+        return Err(format!("the period `{}` is negative", text.trim()));
+    }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .ok_or_else(|| format!("the period `{text}` has no unit (ns, us, ms, s, m, h)"))?;
@@ -232,7 +235,13 @@ fn parse_duration_ns(text: &str) -> Result<u128, String> {
         .iter()
         .find(|(u, _)| *u == unit.trim())
         .map(|(_, s)| *s)
-        .ok_or_else(|| format!("unknown unit `{}` in the period", unit.trim()))?;
+        .ok_or_else(|| {
+            if number.is_empty() && unit.contains(|c: char| c.is_ascii_digit()) {
+                format!("the period `{}` does not start with a number", text.trim())
+            } else {
+                format!("unknown unit `{}` in the period", unit.trim())
+            }
+        })?;
     let number = number.replace('_', "");
     let (whole, frac) = number.split_once('.').unwrap_or((&number, ""));
     if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
@@ -416,6 +425,13 @@ mod tests {
             let e = bad.parse::<Rate>().unwrap_err();
             assert!(e.to_string().contains("invalid rate"), "{bad:?}: {e}");
         }
+        let says = |s: &str, what: &str| {
+            let e = s.parse::<Rate>().unwrap_err().to_string();
+            assert!(e.contains(what), "{s:?}: {e}");
+        };
+        says("5/-1s", "the period `-1s` is negative");
+        says("5/x1s", "the period `x1s` does not start with a number");
+        says("5/1d", "unknown unit `d` in the period");
     }
 
     #[test]
