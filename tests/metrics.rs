@@ -270,3 +270,29 @@ async fn figures_of_one_label_are_added_up_not_written_over() {
     assert_eq!(r.counter("limit_limiter_acquired_total", &[label]), 4);
     assert_eq!(r.gauge("limit_limiter_limit", &[label]), 5.0);
 }
+
+/// A private limiter that is dropped (one per connection, say) keeps
+/// counting in its label's counters: they never go down, and the calls of
+/// the next limiter with that label add to them.
+#[tokio::test]
+async fn a_dropped_private_limiter_still_counts() {
+    let _turn = TURN.lock().await;
+    let _ = Reported::now();
+    let label = ("name", "metrics-per-connection");
+    let first = limit_runtime::Limiter::private("metrics-per-connection", 2);
+    for _ in 0..3 {
+        first.run(async {}).await;
+    }
+    assert_eq!(
+        Reported::now().counter("limit_limiter_acquired_total", &[label]),
+        3
+    );
+    drop(first);
+    assert!(limit_runtime::limiter("metrics-per-connection").is_none());
+    let second = limit_runtime::Limiter::private("metrics-per-connection", 2);
+    second.run(async {}).await;
+    assert_eq!(
+        Reported::now().counter("limit_limiter_acquired_total", &[label]),
+        4
+    );
+}

@@ -50,7 +50,9 @@
 //! for `#[retry]` and `#[coalesce]` the function's label
 //! (`module::path::function`). Counters count since the thing was created
 //! (they are reported with `absolute`), and end in `_total`; units follow
-//! the facade's [`Unit`].
+//! the facade's [`Unit`]. Limiters (or functions) that share a label add
+//! up into one series, and a private limiter that was dropped still
+//! counts in its label's counters, so that they never go down.
 //!
 //! | metric | kind | unit | labels | what |
 //! |---|---|---|---|---|
@@ -73,7 +75,7 @@
 //! | `limit_coalesce_in_flight` | gauge | count | `name` | keys running now |
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics::{
@@ -98,6 +100,14 @@ pub fn report() {
     // alike): their figures are added up into the label's series, not
     // written over each other.
     let mut limiters: BTreeMap<String, [u64; 6]> = BTreeMap::new();
+    // Private limiters that were dropped keep counting in their label's
+    // counters, which never go down.
+    for (name, [acquired, full, wait]) in lock(&RETIRED).iter() {
+        add_up(
+            limiters.entry(String::from(&**name)).or_default(),
+            [0, 0, 0, *acquired, *full, *wait],
+        );
+    }
     for l in crate::limiters() {
         let s = l.stats();
         let limit = if s.limit == usize::MAX {
@@ -166,6 +176,28 @@ pub fn report() {
 
 /// Adds `figures` into `sum`, each saturating (`u64::MAX`, "no limit",
 /// stays so).
+/// The counters (acquired, refused for a full queue, refused for a wait)
+/// of private limiters that were dropped, by label.
+static RETIRED: Mutex<BTreeMap<Box<str>, [u64; 3]>> = Mutex::new(BTreeMap::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps the counters of a private limiter being dropped, for [`report`].
+pub(crate) fn retire(name: &str, counters: [u64; 3]) {
+    if counters == [0; 3] {
+        return;
+    }
+    let mut retired = lock(&RETIRED);
+    match retired.get_mut(name) {
+        Some(sum) => add_up(sum, counters),
+        None => {
+            retired.insert(name.into(), counters);
+        }
+    }
+}
+
 fn add_up<const N: usize>(sum: &mut [u64; N], figures: [u64; N]) {
     for (s, f) in sum.iter_mut().zip(figures) {
         *s = s.saturating_add(f);

@@ -92,6 +92,24 @@ struct Inner {
     leasing: std::sync::atomic::AtomicUsize,
 }
 
+/// A private limiter's counters outlive it in
+/// [`metrics::report`](crate::metrics::report), whose counters never go
+/// down. (A named limiter is never dropped.)
+#[cfg(feature = "metrics")]
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let c = &self.core.counters;
+        crate::integrations::metrics::retire(
+            &self.name,
+            [
+                c.hot.sum(core::ACQUIRED),
+                c.rejected_full.load(Ordering::Relaxed),
+                c.rejected_wait.load(Ordering::Relaxed),
+            ],
+        );
+    }
+}
+
 /// A point-in-time copy of a limiter's counters, from [`Limiter::stats`].
 ///
 /// Reading it takes no lock and never delays a call; the fields are read one
@@ -285,7 +303,7 @@ impl Limiter {
         adaptive: Option<AdaptiveOptions>,
     ) -> Limiter {
         let limiter = Limiter::create(name, false, max, rate, adaptive);
-        registry().private.push(limiter.clone());
+        registry().add_private(&limiter);
         limiter
     }
 
@@ -335,6 +353,10 @@ impl Limiter {
 
     /// Creates a limiter that no other code shares. `name` is only a label
     /// (for [`limiters`] and messages); it may repeat.
+    ///
+    /// It lives as long as a handle to it does (clones share it), and
+    /// [`limiters`] lists it until then: one made per connection or per
+    /// tenant and dropped with it is gone with it.
     ///
     /// ```
     /// use limit_runtime::Limiter;
@@ -972,7 +994,8 @@ pub fn limiter(name: &str) -> Option<Limiter> {
     if let Some(e) = reg.named.get(name) {
         return Some(e.limiter.clone());
     }
-    reg.private.iter().find(|l| l.name() == name).cloned()
+    let found = reg.private().find(|l| l.name() == name);
+    found
 }
 
 /// A snapshot of every limiter in the process, named and private, sorted by
@@ -988,7 +1011,7 @@ pub fn limiters() -> Vec<Limiter> {
         .named
         .values()
         .map(|e| e.limiter.clone())
-        .chain(reg.private.iter().cloned())
+        .chain(reg.private())
         .collect();
     drop(reg);
     all.sort_by(|a, b| a.name().cmp(b.name()));

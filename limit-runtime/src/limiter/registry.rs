@@ -3,17 +3,44 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use super::core::{Patience, MAX_PERMITS};
-use super::{AcquireWith, AdaptiveOptions, Limiter, Origin, Rate};
+use super::{AcquireWith, AdaptiveOptions, Inner, Limiter, Origin, Rate};
 use crate::error::Written;
 
 pub(super) struct Registry {
     pub(super) named: HashMap<Box<str>, Entry>,
-    pub(super) private: Vec<Limiter>,
+    /// Private limiters, as long as a handle to them lives: a program that
+    /// makes one per connection or per tenant does not keep them all.
+    private: Vec<Weak<Inner>>,
+    /// When `private` has this many entries, the dead ones are dropped.
+    prune_at: usize,
 }
+
+impl Registry {
+    /// Lists a private limiter, dropping those no handle refers to any
+    /// more once there are many (so that the list stays within twice the
+    /// live ones, at a cost per limiter created that does not grow).
+    pub(super) fn add_private(&mut self, limiter: &Limiter) {
+        if self.private.len() >= self.prune_at {
+            self.private.retain(|w| w.strong_count() > 0);
+            self.prune_at = (self.private.len() * 2).max(MIN_PRUNE_AT);
+        }
+        self.private.push(Arc::downgrade(&limiter.inner));
+    }
+
+    /// The private limiters alive now, in the order they were made.
+    pub(super) fn private(&self) -> impl Iterator<Item = Limiter> + '_ {
+        self.private
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|inner| Limiter { inner })
+    }
+}
+
+const MIN_PRUNE_AT: usize = 64;
 
 pub(super) struct Entry {
     pub(super) limiter: Limiter,
@@ -75,6 +102,7 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
     Mutex::new(Registry {
         named: HashMap::new(),
         private: Vec::new(),
+        prune_at: MIN_PRUNE_AT,
     })
 });
 
@@ -335,5 +363,39 @@ impl fmt::Debug for StaticLimiter {
         }
         d.field("declared_at", &format_args!("{}:{}", self.file, self.line))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{registry, MIN_PRUNE_AT};
+    use crate::{limiter, limiters, Limiter};
+
+    fn listed(name: &str) -> usize {
+        limiters().iter().filter(|l| l.name() == name).count()
+    }
+
+    #[test]
+    fn a_private_limiter_is_listed_while_a_handle_lives_and_then_forgotten() {
+        let kept = Limiter::private("registry-kept", 2);
+        for _ in 0..10 * MIN_PRUNE_AT {
+            let gone = Limiter::private("registry-gone", 2);
+            assert_eq!(gone.max(), 2);
+        }
+        let clone = kept.clone();
+        drop(kept);
+        assert_eq!(listed("registry-kept"), 1);
+        assert!(limiter("registry-kept").is_some_and(|l| l.same_as(&clone)));
+        assert_eq!(listed("registry-gone"), 0);
+        assert!(limiter("registry-gone").is_none());
+        // The dead entries were dropped along the way: at most as many
+        // are left as twice the live ones (other tests may be making
+        // limiters at the same time), far fewer than the 640 made here.
+        let reg = registry();
+        let dead = reg.private.len() - reg.private().count();
+        assert!(dead < 10 * MIN_PRUNE_AT, "{dead} dead entries kept");
+        drop(reg);
+        drop(clone);
+        assert_eq!(listed("registry-kept"), 0);
     }
 }

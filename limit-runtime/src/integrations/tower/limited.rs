@@ -116,6 +116,11 @@ impl LimitedLayer {
     /// [`rate`](LimitedLayer::rate) and [`reserve`](LimitedLayer::reserve)
     /// do not apply to it.
     ///
+    /// The limiter is kept for the rest of the process once a layer has
+    /// used it (a service holds it by a plain reference, with no count to
+    /// keep per call): build one layer per limiter and clone it, rather
+    /// than a private limiter per connection.
+    ///
     /// ```
     /// use limit_runtime::tower::LimitedLayer;
     /// use limit_runtime::Limiter;
@@ -225,8 +230,9 @@ impl LimitedLayer {
 
 /// A handle to `limiter` that lives as long as the process, so that a
 /// service can hold its acquire future and its permit without an
-/// allocation per call. Limiters already do: the registry never forgets
-/// one. One handle per limiter, however many layers use it.
+/// allocation per call. Named limiters do anyway (the registry never
+/// forgets a name); a private one given to a layer is kept from then on.
+/// One handle per limiter, however many layers use it.
 fn forever(limiter: Limiter) -> &'static Limiter {
     static HANDLES: Mutex<Vec<&'static Limiter>> = Mutex::new(Vec::new());
     let mut handles = HANDLES.lock().unwrap_or_else(PoisonError::into_inner);
