@@ -482,7 +482,11 @@ pub use limit_macros::retry;
 /// No task is spawned and no `'static` bound is added. If the caller running
 /// the body is dropped, or the body panics, one waiter takes over and runs
 /// its own body; the panic reaches only its own caller. Waiters never hang,
-/// and the body never runs twice at once for one key. With `#[retry]` and
+/// and the body never runs twice at once for one key, with one exception: a
+/// body that calls its own function with an equal key (directly or further
+/// down) waits for itself, forever. With the default key that is endless
+/// recursion anyway; with a `key = ...` that leaves out an argument the
+/// recursion changes, key on that argument too. With `#[retry]` and
 /// `#[limited]`, the order is always `coalesce → retry → limited → body`:
 /// concurrent identical calls share one whole retried call, so 100
 /// concurrent identical calls of a body that fails twice run it 3 times,
