@@ -1,7 +1,9 @@
 //! The job driver: an async function over many items, as batch work.
 
+use std::any::Any;
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -38,7 +40,11 @@ use tokio::time::Instant;
 /// Items that have not started are not futures yet: a job over ten million
 /// items holds `concurrency` futures at a time, whatever the iterator. The
 /// job never stops at a failure: it runs every item and returns them all in
-/// the [`Report`] (like `Promise.allSettled`). Dropping the job's future
+/// the [`Report`] (like `Promise.allSettled`). Nor at a panic: an item whose
+/// call panics is reported in [`Report::panicked`] with the panic's message
+/// (which the panic hook has printed already), and the other items go on;
+/// build with `panic = "abort"` to stop the process at the first one
+/// instead. Dropping the job's future
 /// drops every item in progress: their permits go back, nothing keeps
 /// running.
 ///
@@ -128,6 +134,7 @@ impl<'a> Job<'a> {
         let mut report = Report {
             succeeded: 0,
             failures: Vec::new(),
+            panicked: Vec::new(),
             elapsed: Duration::ZERO,
         };
         let mut running = FuturesUnordered::new();
@@ -140,12 +147,17 @@ impl<'a> Job<'a> {
                         // `f` itself runs as batch work too: what it does
                         // before returning its future (an acquire future
                         // built there, say) is part of the job.
-                        let call = {
+                        let call = catch_unwind(AssertUnwindSafe(|| {
                             let _class = super::Enter::set(true);
                             f(Clone::clone(&item))
-                        };
-                        let call = super::scope(call);
-                        running.push(async move { (item, call.await) });
+                        }));
+                        running.push(async move {
+                            let outcome = match call {
+                                Ok(call) => caught(super::scope(call)).await,
+                                Err(panic) => Err(panic),
+                            };
+                            (item, outcome)
+                        });
                     }
                     Poll::Ready(None) => exhausted = true,
                     Poll::Pending => break,
@@ -159,14 +171,15 @@ impl<'a> Job<'a> {
                 Poll::Ready(None) | Poll::Pending => return Poll::Pending,
             };
             match outcome {
-                Ok(_) => report.succeeded += 1,
-                Err(e) => report.failures.push((item, e)),
+                Ok(Ok(_)) => report.succeeded += 1,
+                Ok(Err(e)) => report.failures.push((item, e)),
+                Err(panic) => report.panicked.push((item, panic_message(&*panic))),
             }
             if let Some(cb) = &mut self.on_progress {
-                let done = report.succeeded + report.failures.len() as u64;
+                let failed = (report.failures.len() + report.panicked.len()) as u64;
                 cb(&Progress {
-                    done,
-                    failed: report.failures.len() as u64,
+                    done: report.succeeded + failed,
+                    failed,
                     total,
                     elapsed: started.elapsed(),
                 });
@@ -175,6 +188,31 @@ impl<'a> Job<'a> {
         .await;
         report.elapsed = started.elapsed();
         report
+    }
+}
+
+/// Runs `call`, turning a panic in one of its polls into `Err` (the future
+/// is not polled again).
+async fn caught<F: Future>(call: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut call = pin!(call);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
+
+/// A panic's message, when it has one (`panic!` with a literal or a format).
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }
 
@@ -202,7 +240,7 @@ impl Progress {
         self.done
     }
 
-    /// Items that failed.
+    /// Items that failed (or panicked).
     pub fn failed(&self) -> u64 {
         self.failed
     }
@@ -253,12 +291,13 @@ impl fmt::Display for Progress {
     }
 }
 
-/// What a [`Job`] did: how many items succeeded, and every failure with its
-/// item, in the order they finished.
+/// What a [`Job`] did: how many items succeeded, and every failure (and
+/// panic) with its item, in the order they finished.
 #[derive(Debug)]
 pub struct Report<T, E> {
     succeeded: u64,
     failures: Vec<(T, E)>,
+    panicked: Vec<(T, String)>,
     elapsed: Duration,
 }
 
@@ -278,9 +317,14 @@ impl<T, E> Report<T, E> {
         self.failures
     }
 
+    /// Every item whose call panicked, with the panic's message.
+    pub fn panicked(&self) -> &[(T, String)] {
+        &self.panicked
+    }
+
     /// Whether every item succeeded.
     pub fn is_success(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.panicked.is_empty()
     }
 
     /// How long the job took.
@@ -409,5 +453,53 @@ mod tests {
             with_total.to_string(),
             "5/10 done, 0 failed, 1.7/s, 3.0s left"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_item_is_reported_and_the_others_go_on() {
+        let progress = Arc::new(Mutex::new(Vec::new()));
+        let p2 = progress.clone();
+        let in_progress = Arc::new(AtomicUsize::new(0));
+        let report = job(4)
+            .on_progress(move |p| p2.lock().unwrap().push((p.done(), p.failed())))
+            .run(0..20u32, |i| {
+                if i == 5 {
+                    panic!("no future for item {i}");
+                }
+                let in_progress = in_progress.clone();
+                async move {
+                    in_progress.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if i == 3 {
+                        panic!("item {i} is malformed");
+                    }
+                    in_progress.fetch_sub(1, Ordering::SeqCst);
+                    match i {
+                        13 => std::panic::panic_any(13u8),
+                        7 => Err(i),
+                        _ => Ok(i),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(report.succeeded(), 16);
+        assert_eq!(report.failures(), &[(7, 7)]);
+        let mut panicked = report.panicked().to_vec();
+        panicked.sort();
+        assert_eq!(
+            panicked,
+            vec![
+                (3, "item 3 is malformed".to_owned()),
+                (5, "no future for item 5".to_owned()),
+                (13, "a panic without a message".to_owned()),
+            ]
+        );
+        assert!(!report.is_success());
+        // Item 3 panicked between counting itself in and out, and was not
+        // polled again; every other item counted itself out.
+        assert_eq!(in_progress.load(Ordering::SeqCst), 1);
+        let progress = progress.lock().unwrap();
+        assert_eq!(progress.len(), 20);
+        assert_eq!(progress.last(), Some(&(20, 4)));
     }
 }
