@@ -10,9 +10,10 @@
 //! The user service of the batch demonstration (capacity 20; slower past
 //! it, `503` past twice it) runs in this process. N worker processes each
 //! look up users through the same function,
-//! `#[limited(name = "fleet-users", max = 10)]`, twice: first with the
-//! limit per process (N × 10 in flight), then with the name shared through
-//! Redis (10 in flight across the fleet). The function does not change; a
+//! `#[limited(name = "fleet-users", max = 20)]` (the service's capacity),
+//! twice: first with the limit per process (N × 20 in flight: most calls
+//! get a `503`), then with the name shared through Redis (20 in flight
+//! across the fleet: none does). The function does not change; a
 //! worker of the second run only calls `share` at start-up. The service
 //! counts what it sees itself.
 //!
@@ -32,8 +33,9 @@ use limit_runtime::redis::{connect, Shared};
 use tokio::io::AsyncReadExt;
 
 /// User lookups in flight at once: per process, or across the fleet once
-/// the name is shared.
-const MAX: usize = 10;
+/// the name is shared. The service's capacity: right for one process,
+/// N times too many for N of them.
+const MAX: usize = 20;
 
 /// The one function both runs call.
 #[limited(name = "fleet-users", max = MAX)]
