@@ -302,7 +302,7 @@ fn print_table(reports: &[Report], unloaded: &[Duration]) {
             Box::new(|r| r.client.requests.to_string()),
         ),
         (
-            "503s seen".into(),
+            "503s seen (shed, or at random)".into(),
             Box::new(|r| r.client.seen_503.to_string()),
         ),
         (
