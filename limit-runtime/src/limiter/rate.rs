@@ -64,7 +64,8 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-const fn saturating_ns(d: Duration) -> u64 {
+/// A duration in whole nanoseconds, saturating at `u64::MAX`.
+pub(crate) const fn saturating_ns(d: Duration) -> u64 {
     let ns = d.as_nanos();
     if ns > u64::MAX as u128 {
         u64::MAX

@@ -148,9 +148,10 @@ mod hook {
 
     use tokio::time::Instant;
 
-    use super::{nanos, Acquiring, Backend, Refused, Request};
+    use super::{Acquiring, Backend, Refused, Request};
     use crate::error::{Error, ErrorKind, Subject};
     use crate::limiter::core::Refusal;
+    use crate::limiter::rate::saturating_ns as nanos;
     use crate::limiter::{AcquireWith, Origin, Permit};
 
     /// The remote half of an [`AcquireWith`] on a shared name.
@@ -170,7 +171,7 @@ mod hook {
     /// A caller asking the backend for its lease: it holds a local permit
     /// but its body has not started, so the limiter counts it among the
     /// waiting, not the active, until this is dropped.
-    pub(crate) struct Leasing<'a> {
+    struct Leasing<'a> {
         count: &'a AtomicUsize,
         since: Instant,
     }
@@ -238,11 +239,7 @@ mod hook {
             let mut permit = self.remote.permit.take().expect("held while asking");
             match outcome {
                 Ok(granted) => {
-                    let local = if self.waiter.queued() {
-                        Some(self.waiter.waited())
-                    } else {
-                        None
-                    };
+                    let local = self.waiter.queued().then(|| self.waiter.waited());
                     let remote = granted.waited.then(|| leasing.since.elapsed());
                     drop(leasing);
                     if let Some(r) = remote {
@@ -301,9 +298,3 @@ mod hook {
 
 #[cfg(feature = "redis")]
 pub(crate) use self::hook::Remote;
-
-/// A duration in whole nanoseconds, saturating.
-#[cfg(feature = "redis")]
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
