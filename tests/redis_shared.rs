@@ -788,8 +788,9 @@ async fn a_wait_in_the_server_counts_as_waiting_and_as_a_wait() {
 }
 
 /// With the `tracing` feature, the switch to the fallback mode is a `WARN`
-/// event and the way back an `INFO` event, both with the server's URL
-/// (`cargo test --features redis,tracing --test redis_shared tracing`).
+/// event and the way back an `INFO` event, both with the server's URL, and
+/// a call that a name failing closed refuses is a `DEBUG` event, as any
+/// refusal (`cargo test --features redis,tracing --test redis_shared tracing`).
 #[cfg(feature = "tracing")]
 #[test]
 fn tracing_says_when_a_server_is_down_and_back() {
@@ -798,7 +799,8 @@ fn tracing_says_when_a_server_is_down_and_back() {
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata, Subscriber};
 
-    /// Records `LEVEL message` for the events of `limit_runtime::redis`.
+    /// Records `LEVEL target message` for the events of
+    /// `limit_runtime::redis` and `limit_runtime::limited`.
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<String>>>);
 
@@ -812,7 +814,7 @@ fn tracing_says_when_a_server_is_down_and_back() {
 
     impl Subscriber for Recorder {
         fn enabled(&self, m: &Metadata<'_>) -> bool {
-            m.target() == "limit_runtime::redis"
+            m.target() == "limit_runtime::redis" || m.target() == "limit_runtime::limited"
         }
         fn new_span(&self, _: &Attributes<'_>) -> Id {
             Id::from_u64(1)
@@ -822,7 +824,8 @@ fn tracing_says_when_a_server_is_down_and_back() {
         fn event(&self, event: &Event<'_>) {
             let mut message = Message(String::new());
             event.record(&mut message);
-            let line = format!("{}{}", event.metadata().level(), message.0);
+            let m = event.metadata();
+            let line = format!("{} {}{}", m.level(), m.target(), message.0);
             self.0.lock().unwrap().push(line);
         }
         fn enter(&self, _: &Id) {}
@@ -839,12 +842,17 @@ fn tracing_says_when_a_server_is_down_and_back() {
     tracing::subscriber::with_default(rec, || {
         rt.block_on(async {
             let server = connect(&limits.url()).await.unwrap();
-            server.share("traced-open", Shared::new().fail_open(1));
+            server
+                .share("traced-open", Shared::new().fail_open(1))
+                .share("traced-closed", Shared::new());
             let l = Limiter::named("traced-open", 2);
+            let closed = Limiter::named("traced-closed", 2);
             l.run(async {}).await;
             limits.stop();
             l.run(async {}).await; // fails over to the local limit
             assert_eq!(l.stats().backend, Some(BackendMode::FailedOpen));
+            let refused = closed.acquire_with(AcquireOptions::new()).await;
+            assert_eq!(refused.unwrap_err().kind(), ErrorKind::Unavailable);
             limits.restart();
             let t = Instant::now();
             while l.stats().backend != Some(BackendMode::Shared) {
@@ -855,15 +863,31 @@ fn tracing_says_when_a_server_is_down_and_back() {
     });
     let events = events.lock().unwrap().clone();
     let url = limits.url();
-    assert_eq!(events.len(), 2, "{events:?}");
+    let of = |target: &str| -> Vec<&String> {
+        events
+            .iter()
+            .filter(|e| e.split(' ').nth(1) == Some(target))
+            .collect()
+    };
+    let server = of("limit_runtime::redis");
+    assert_eq!(server.len(), 2, "{events:?}");
     assert!(
-        events[0].starts_with("WARN")
-            && events[0].contains(&format!("server={url}"))
-            && events[0].contains("did not answer"),
+        server[0].starts_with("WARN")
+            && server[0].contains(&format!("server={url}"))
+            && server[0].contains("did not answer"),
         "{events:?}"
     );
     assert!(
-        events[1].starts_with("INFO") && events[1].contains("answers again"),
+        server[1].starts_with("INFO") && server[1].contains("answers again"),
+        "{events:?}"
+    );
+    let calls = of("limit_runtime::limited");
+    assert_eq!(calls.len(), 1, "{events:?}");
+    assert!(
+        calls[0].starts_with("DEBUG")
+            && calls[0].contains("limiter=\"traced-closed\"")
+            && calls[0].contains("kind=Unavailable")
+            && calls[0].contains("does not answer, and the name fails closed"),
         "{events:?}"
     );
 }

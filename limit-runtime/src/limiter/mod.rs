@@ -787,21 +787,16 @@ impl<'a> Future for AcquireWith<'a> {
         }
         #[cfg(feature = "redis")]
         if let Some(b) = limiter.inner.backend.get() {
-            return this.poll_shared(b, cx);
+            let poll = this.poll_shared(b, cx);
+            // Waiting for the server's answer is not a full limiter (the
+            // server's queue is its own story: `limit_runtime::redis`).
+            #[cfg(feature = "tracing")]
+            if !(poll.is_pending() && this.remote.asking()) {
+                this.trace(&poll);
+            }
+            return poll;
         }
-        let poll = Pin::new(&mut this.waiter).poll(cx);
-        #[cfg(feature = "tracing")]
-        if poll.is_pending() && !this.reported {
-            this.reported = true;
-            tracing::trace!(
-                target: "limit_runtime::limited",
-                limiter = limiter.name(),
-                max = limiter.max(),
-                waiting = limiter.waiting(),
-                "limiter full; waiting for a permit"
-            );
-        }
-        match poll {
+        let poll = match Pin::new(&mut this.waiter).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => {
                 #[cfg(feature = "metrics")]
@@ -810,17 +805,45 @@ impl<'a> Future for AcquireWith<'a> {
                 }
                 Poll::Ready(Ok(limiter.permit(this.waiter.class())))
             }
-            Poll::Ready(Err(refusal)) => {
-                let err = limiter.refusal(refusal, this.waiter.patience(), this.origin);
-                #[cfg(feature = "tracing")]
+            Poll::Ready(Err(refusal)) => Poll::Ready(Err(limiter.refusal(
+                refusal,
+                this.waiter.patience(),
+                this.origin,
+            ))),
+        };
+        #[cfg(feature = "tracing")]
+        this.trace(&poll);
+        poll
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl<'a> AcquireWith<'a> {
+    /// The `tracing` events of a poll: the first time the caller has to
+    /// wait (`TRACE`), and a refusal (`DEBUG`), on a local or a shared name
+    /// alike.
+    fn trace(&mut self, poll: &Poll<Result<Permit<'a>, Error>>) {
+        let limiter = self.limiter;
+        match poll {
+            Poll::Pending if !self.reported => {
+                self.reported = true;
+                tracing::trace!(
+                    target: "limit_runtime::limited",
+                    limiter = limiter.name(),
+                    max = limiter.max(),
+                    waiting = limiter.waiting(),
+                    "limiter full; waiting for a permit"
+                );
+            }
+            Poll::Ready(Err(err)) => {
                 tracing::debug!(
                     target: "limit_runtime::limited",
                     limiter = limiter.name(),
                     kind = ?err.kind(),
                     "call refused: {err}"
                 );
-                Poll::Ready(Err(err))
             }
+            _ => {}
         }
     }
 }

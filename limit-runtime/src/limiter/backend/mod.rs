@@ -192,6 +192,14 @@ mod hook {
         }
     }
 
+    impl Remote<'_> {
+        /// Whether the caller has its local permit and asks the backend.
+        #[cfg(feature = "tracing")]
+        pub(crate) fn asking(&self) -> bool {
+            self.acquiring.is_some()
+        }
+    }
+
     impl<'a> AcquireWith<'a> {
         /// Polls a call on a shared name: first the local core, then the
         /// backend, within one deadline.
